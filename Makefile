@@ -1,0 +1,49 @@
+# pdfchat: `make up` runs the whole suite, `make test` runs everything CI runs.
+SHELL := /bin/bash
+PY := .venv/bin/python
+BIN := .venv/bin
+SRC := libs/common/src services/*/src tools
+
+.PHONY: setup proto check-generated lint test test-unit test-integration test-e2e up down bench-ingest clean
+
+setup:
+	@bash tools/setup_venv.sh
+
+proto: setup
+	@bash tools/gen_proto.sh
+
+# Generated code is committed; CI regenerates it and fails on any difference.
+check-generated: setup
+	@tmp=$$(mktemp -d) && bash tools/gen_proto.sh $$tmp && \
+	  diff -r -q $$tmp/pdfchat/v1 libs/common/src/pdfchat/v1 -x __pycache__ \
+	  || { echo "generated code is stale: run 'make proto' and commit"; exit 1; }
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(SRC)
+	$(BIN)/buf lint
+	@if git rev-parse --verify -q main >/dev/null; then \
+	  $(BIN)/buf breaking --against '.git#branch=main'; \
+	else echo "buf breaking: no main branch to compare against"; fi
+
+test: setup check-generated lint
+	$(PY) -m pytest
+
+test-unit: setup
+	$(PY) -m pytest -m "not integration and not e2e"
+
+test-integration: setup
+	$(PY) -m pytest -m integration
+
+test-e2e: setup
+	$(PY) -m pytest -m e2e
+
+up: setup
+	$(PY) -m pdfchat_tools.devstack up
+
+down: setup
+	$(PY) -m pdfchat_tools.devstack down
+
+clean:
+	rm -rf .venv .data

@@ -1,0 +1,116 @@
+"""Settings sections shared by the services.
+
+Every service composes its settings class from these sections by inheritance, so every variable has a
+flat name with the `PDFCHAT_` prefix (`PDFCHAT_DATABASE_URL`, `PDFCHAT_NATS_URL`, ...). Development
+defaults work on one machine; outside dev mode an unsafe default is refused at start-up with a message
+naming the variable to set.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "dev-insecure-jwt-secret-change-me"
+DEV_WEBHOOK_SECRET = "dev-insecure-webhook-secret"
+
+Environment = Literal["dev", "test", "prod"]
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PDFCHAT_", extra="ignore", frozen=True)
+
+    env: Environment = "dev"
+    """dev enables development conveniences (dev tokens, default secrets); prod refuses them."""
+    log_level: str = "INFO"
+    grpc_host: str = "127.0.0.1"
+    """Interface the gRPC server binds to; 0.0.0.0 in containers."""
+    shutdown_grace_seconds: float = 10.0
+    """How long in-flight RPCs may run after SIGTERM before they are cancelled."""
+    health_check_interval_seconds: float = 2.0
+    """How often a service re-checks its dependencies to report SERVING or NOT_SERVING."""
+
+    @property
+    def is_dev(self) -> bool:
+        return self.env in ("dev", "test")
+
+
+class DatabaseSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PDFCHAT_", extra="ignore", frozen=True)
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/pdfchat"
+    """PostgreSQL with pgvector; asyncpg DSN (a socket directory works as ?host=/path)."""
+    database_pool_min: int = 1
+    database_pool_max: int = 10
+
+
+class NatsSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PDFCHAT_", extra="ignore", frozen=True)
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    """NATS server with JetStream enabled."""
+    jobs_namespace: str = "pdfchat"
+    """Prefix of job subjects and streams (`<ns>.jobs.parse`, `<NS>_JOBS`); tests use their own."""
+
+
+class RedisSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PDFCHAT_", extra="ignore", frozen=True)
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+
+class ObjectStoreSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PDFCHAT_", extra="ignore", frozen=True)
+
+    object_store: Literal["local", "s3"] = "local"
+    object_store_dir: str = ".data/objects"
+    """Root directory of the local object store."""
+    s3_bucket: str = "pdfchat"
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+
+
+class ServiceAddresses(BaseSettings):
+    """host:port of every gRPC service, for the clients that call them."""
+
+    model_config = SettingsConfigDict(env_prefix="PDFCHAT_", extra="ignore", frozen=True)
+
+    ingestion_addr: str = "127.0.0.1:50061"
+    worker_pdf_addr: str = "127.0.0.1:50062"
+    embedding_addr: str = "127.0.0.1:50063"
+    vector_index_addr: str = "127.0.0.1:50064"
+    orchestrator_addr: str = "127.0.0.1:50065"
+    chat_addr: str = "127.0.0.1:50066"
+
+
+class AuthSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PDFCHAT_", extra="ignore", frozen=True)
+
+    env: Environment = "dev"
+    jwt_secret: str = Field(default=DEV_JWT_SECRET)
+    """HS256 key for bearer tokens. Must be set outside dev."""
+    jwt_issuer: str = "pdfchat"
+    jwt_ttl_seconds: int = 12 * 3600
+
+    @model_validator(mode="after")
+    def _refuse_dev_secret_outside_dev(self) -> AuthSettings:
+        refuse_dev_default(self.env, "PDFCHAT_JWT_SECRET", self.jwt_secret, DEV_JWT_SECRET)
+        return self
+
+
+def refuse_dev_default(env: str, variable: str, value: str, dev_default: str) -> None:
+    """Raises at start-up when a development secret would be used outside dev."""
+    if env == "prod" and value == dev_default:
+        raise ValueError(f"{variable} still has its development default; set it to a secret value")
+
+
+def port_of(address: str) -> int:
+    """The port of a `host:port` address: a service binds the port its own *_ADDR names."""
+    _, _, port = address.rpartition(":")
+    if not port.isdigit():
+        raise ValueError(f"address {address!r} has no port")
+    return int(port)

@@ -1,0 +1,1 @@
+"""Generated from proto/pdfchat/v1 by tools/gen_proto.sh. Do not edit."""

@@ -1,0 +1,1 @@
+"""Developer tooling: the local stack (`make up`), infrastructure discovery, test fixtures, the LLM simulator."""
