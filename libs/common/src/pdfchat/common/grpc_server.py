@@ -210,8 +210,8 @@ async def _watch_dependencies(
             await asyncio.wait_for(stop.wait(), timeout=interval)
 
 
-async def serve(spec: ServiceSpec, settings: CommonSettings) -> None:
-    """Runs the service until SIGTERM or SIGINT, then drains and stops."""
+async def serve(spec: ServiceSpec, settings: CommonSettings, stop: asyncio.Event | None = None) -> None:
+    """Runs the service until SIGTERM or SIGINT (or until `stop` is set), then drains and stops."""
     server = grpc.aio.server(
         interceptors=[ServerInterceptor(spec.name, spec.unauthenticated_methods)],
         options=[
@@ -236,10 +236,11 @@ async def serve(spec: ServiceSpec, settings: CommonSettings) -> None:
     await server.start()
     log.info("serving %s on %s", spec.name, address)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
     tasks = [
         asyncio.create_task(_watch_dependencies(spec, health_servicer, settings.health_check_interval_seconds, stop))
     ]
