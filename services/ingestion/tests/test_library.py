@@ -1,0 +1,266 @@
+"""Integration tests of the document library against real PostgreSQL and NATS JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+
+import pytest
+from ingestion_support import Harness, ParseJobs, tiny_pdf
+
+from pdfchat.common.errors import InvalidArgument, NotFound, PayloadTooLarge
+from pdfchat.common.identity import Identity
+from pdfchat.ingestion.documents import DocumentStatus, Progress, ProgressReport
+from pdfchat.ingestion.library import UploadRequest
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+
+S = DocumentStatus
+
+
+async def stream(*chunks: bytes) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+def chunked(content: bytes, size: int = 64 * 1024) -> Iterable[bytes]:
+    return [content[start : start + size] for start in range(0, len(content), size)]
+
+
+async def test_upload_stores_the_original_queues_the_document_and_publishes_a_parse_job(
+    harness: Harness, parse_jobs: ParseJobs, tenant: str, sample_pdf: Path
+) -> None:
+    caller = Identity(tenant_id=tenant, user_id="u1")
+    content = sample_pdf.read_bytes()
+    result = await harness.library.upload(caller, UploadRequest(filename="Warsaw.pdf"), stream(*chunked(content)))
+
+    document = result.document
+    assert result.created
+    assert (document.status, document.version, document.size_bytes) == (S.QUEUED, 1, len(content))
+    assert document.object_key == f"{tenant}/{document.id}/original.pdf"
+    assert await harness.store.get(document.object_key) == content
+    job = await parse_jobs.wait_for(document.id)
+    assert (job.tenant_id, job.object_key, job.filename, job.request_id) == (
+        tenant,
+        document.object_key,
+        "Warsaw.pdf",
+        caller.request_id,
+    )
+
+
+async def test_duplicate_upload_returns_the_existing_document(harness: Harness, tenant: str) -> None:
+    caller = Identity(tenant_id=tenant)
+    content = tiny_pdf()
+    first = await harness.library.upload(caller, UploadRequest(filename="a.pdf"), stream(content))
+    second = await harness.library.upload(caller, UploadRequest(filename="b.pdf"), stream(content))
+    assert (second.created, second.document.id) == (False, first.document.id)
+
+
+async def test_same_file_for_another_tenant_is_a_separate_document(harness: Harness, tenant: str) -> None:
+    content = tiny_pdf()
+    mine = await harness.library.upload(Identity(tenant_id=tenant), UploadRequest("a.pdf"), stream(content))
+    theirs = await harness.library.upload(Identity(tenant_id=f"{tenant}-b"), UploadRequest("a.pdf"), stream(content))
+    assert theirs.created
+    assert theirs.document.id != mine.document.id
+
+
+async def test_retry_with_the_same_idempotency_key_returns_the_document_it_created(
+    harness: Harness, tenant: str
+) -> None:
+    caller = Identity(tenant_id=tenant)
+    first = await harness.library.upload(caller, UploadRequest("a.pdf", idempotency_key="k1"), stream(tiny_pdf()))
+    retry = await harness.library.upload(caller, UploadRequest("a.pdf", idempotency_key="k1"), stream(tiny_pdf()))
+    assert (retry.created, retry.document.id) == (False, first.document.id)
+
+
+async def test_concurrent_identical_uploads_create_one_document(harness: Harness, tenant: str) -> None:
+    caller = Identity(tenant_id=tenant)
+    content = tiny_pdf()
+    results = await asyncio.gather(
+        *(harness.library.upload(caller, UploadRequest("a.pdf"), stream(content)) for _ in range(5))
+    )
+    assert len({result.document.id for result in results}) == 1
+    assert sum(result.created for result in results) == 1
+    assert len((await harness.library.list_documents(tenant)).documents) == 1
+
+
+async def test_invalid_uploads_store_nothing(harness: Harness, tenant: str, tmp_path: Path) -> None:
+    caller = Identity(tenant_id=tenant)
+    with pytest.raises(InvalidArgument, match="not a PDF"):
+        await harness.library.upload(caller, UploadRequest("a.txt"), stream(b"just text"))
+    with pytest.raises(InvalidArgument, match="file is empty"):
+        await harness.library.upload(caller, UploadRequest("a.pdf"), stream())
+    with pytest.raises(PayloadTooLarge, match="larger than the limit of 1048576 bytes"):
+        await harness.library.upload(caller, UploadRequest("a.pdf"), stream(b"%PDF-", b"x" * 1024 * 1024))
+    assert (await harness.library.list_documents(tenant)).documents == []
+    assert list((tmp_path / "spool").iterdir()) == []
+
+
+async def test_another_tenants_document_is_not_found(harness: Harness, tenant: str) -> None:
+    mine = await harness.library.upload(Identity(tenant_id=tenant), UploadRequest("a.pdf"), stream(tiny_pdf()))
+    other = f"{tenant}-other"
+    with pytest.raises(NotFound, match=f"document {mine.document.id} not found"):
+        await harness.library.get(other, mine.document.id)
+    with pytest.raises(NotFound):
+        await harness.library.delete(other, mine.document.id)
+    with pytest.raises(NotFound):
+        await harness.library.reprocess(Identity(tenant_id=other), mine.document.id)
+    with pytest.raises(NotFound):
+        await harness.library.report_progress(other, mine.document.id, ProgressReport(1, S.PARSING))
+    assert (await harness.library.list_documents(other)).documents == []
+    assert (await harness.library.get(tenant, mine.document.id)).status == S.QUEUED
+
+
+async def test_list_is_newest_first_and_pages_with_a_token(harness: Harness, tenant: str) -> None:
+    caller = Identity(tenant_id=tenant)
+    created = [
+        (await harness.library.upload(caller, UploadRequest(f"{index}.pdf"), stream(tiny_pdf()))).document.id
+        for index in range(5)
+    ]
+    seen: list[str] = []
+    token = ""
+    for _ in range(3):
+        page = await harness.library.list_documents(tenant, page_size=2, page_token=token)
+        seen += [document.id for document in page.documents]
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == list(reversed(created))
+    assert token == ""
+
+
+async def test_deleted_document_is_gone_its_original_and_segments_removed_and_can_be_uploaded_again(
+    harness: Harness, tenant: str
+) -> None:
+    caller = Identity(tenant_id=tenant)
+    content = tiny_pdf()
+    first = (await harness.library.upload(caller, UploadRequest("a.pdf"), stream(content))).document
+    await harness.library.delete(tenant, first.id)
+
+    with pytest.raises(NotFound):
+        await harness.library.get(tenant, first.id)
+    with pytest.raises(NotFound):
+        await harness.library.delete(tenant, first.id)
+    assert not await harness.store.exists(first.object_key)
+    assert harness.segments.calls == [(first.id, 0)]
+    again = await harness.library.upload(caller, UploadRequest("a.pdf"), stream(content))
+    assert again.created
+    assert again.document.id != first.id
+
+
+async def test_failed_segment_clean_up_is_retried_by_the_reconciler(harness: Harness, tenant: str) -> None:
+    document = (
+        await harness.library.upload(Identity(tenant_id=tenant), UploadRequest("a.pdf"), stream(tiny_pdf()))
+    ).document
+    harness.segments.failing = True
+    await harness.library.delete(tenant, document.id)
+    with pytest.raises(NotFound):
+        await harness.library.get(tenant, document.id)
+
+    harness.segments.failing = False
+    await harness.library.reconcile(older_than_seconds=0)
+    assert (document.id, 0) in harness.segments.calls
+    calls = len(harness.segments.calls)
+    await harness.library.reconcile(older_than_seconds=0)
+    assert len(harness.segments.calls) == calls, "a purged document is not purged again"
+
+
+async def test_parse_job_lost_after_the_commit_is_republished_by_the_reconciler(
+    harness: Harness, parse_jobs: ParseJobs, tenant: str
+) -> None:
+    harness.publisher.failing = True
+    document = (
+        await harness.library.upload(Identity(tenant_id=tenant), UploadRequest("a.pdf"), stream(tiny_pdf()))
+    ).document
+    assert document.status == S.QUEUED
+    assert await parse_jobs.count_for(document.id) == 0
+
+    harness.publisher.failing = False
+    await harness.library.reconcile(older_than_seconds=3600)
+    assert await parse_jobs.count_for(document.id) == 0, "too recent to be considered stuck"
+    await harness.library.reconcile(older_than_seconds=0)
+    job = await parse_jobs.wait_for(document.id)
+    assert job.version == 1
+    await harness.library.reconcile(older_than_seconds=0)
+    assert await parse_jobs.count_for(document.id) == 1, "a published job is not published again"
+
+
+async def test_reprocess_starts_a_new_version_and_ignores_reports_of_the_old_one(
+    harness: Harness, parse_jobs: ParseJobs, tenant: str
+) -> None:
+    caller = Identity(tenant_id=tenant)
+    document = (await harness.library.upload(caller, UploadRequest("a.pdf"), stream(tiny_pdf()))).document
+    await harness.library.report_progress(tenant, document.id, ProgressReport(1, S.FAILED, error="boom"))
+
+    again = await harness.library.reprocess(caller, document.id)
+    assert (again.version, again.status, again.error, again.progress) == (2, S.QUEUED, "", Progress())
+    assert (await parse_jobs.wait_for(document.id, version=2)).version == 2
+    stale = await harness.library.report_progress(tenant, document.id, ProgressReport(1, S.PARSING))
+    assert (stale.status, stale.version) == (S.QUEUED, 2)
+
+    await harness.library.report_progress(tenant, document.id, ProgressReport(2, S.READY))
+    assert harness.segments.calls == [(document.id, 2)], "segments of older versions are dropped once READY"
+
+
+async def test_progress_reports_move_the_document_to_ready(harness: Harness, tenant: str) -> None:
+    document = (
+        await harness.library.upload(Identity(tenant_id=tenant), UploadRequest("a.pdf"), stream(tiny_pdf()))
+    ).document
+    steps = [
+        ProgressReport(1, S.PARSING, Progress(pages_total=3, pages_done=1)),
+        ProgressReport(1, S.EMBEDDING, Progress(pages_total=3, pages_done=3, chunks_total=4)),
+        ProgressReport(1, S.EMBEDDING, Progress(chunks_done=4)),
+    ]
+    statuses = [(await harness.library.report_progress(tenant, document.id, step)).status for step in steps]
+    assert statuses == [S.PARSING, S.EMBEDDING, S.READY]
+    late = await harness.library.report_progress(tenant, document.id, ProgressReport(1, S.PARSING))
+    assert late.status == S.READY
+
+
+async def test_progress_report_for_a_deleted_document_returns_it_unchanged(harness: Harness, tenant: str) -> None:
+    document = (
+        await harness.library.upload(Identity(tenant_id=tenant), UploadRequest("a.pdf"), stream(tiny_pdf()))
+    ).document
+    await harness.library.delete(tenant, document.id)
+    after = await harness.library.report_progress(tenant, document.id, ProgressReport(1, S.PARSING))
+    assert after.status == S.QUEUED
+
+
+async def test_watch_yields_the_current_state_then_each_change_until_ready(harness: Harness, tenant: str) -> None:
+    document = (
+        await harness.library.upload(Identity(tenant_id=tenant), UploadRequest("a.pdf"), stream(tiny_pdf()))
+    ).document
+    states = harness.library.watch(tenant, document.id)
+    received = [(await anext(states)).status]
+    for step in (
+        ProgressReport(1, S.PARSING, Progress(pages_total=1)),
+        ProgressReport(1, S.EMBEDDING, Progress(pages_done=1, chunks_total=2)),
+        ProgressReport(1, S.EMBEDDING, Progress(chunks_done=2)),
+    ):
+        next_state = asyncio.ensure_future(anext(states))
+        await harness.library.report_progress(tenant, document.id, step)
+        # The harness resyncs only every 30 s: a change seen within 3 s was pushed.
+        received.append((await asyncio.wait_for(next_state, 3)).status)
+    assert received == [S.QUEUED, S.PARSING, S.EMBEDDING, S.READY]
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(anext(states), 3)
+
+
+async def test_watch_of_a_document_deleted_meanwhile_ends_with_not_found(harness: Harness, tenant: str) -> None:
+    document = (
+        await harness.library.upload(Identity(tenant_id=tenant), UploadRequest("a.pdf"), stream(tiny_pdf()))
+    ).document
+    states = harness.library.watch(tenant, document.id)
+    assert (await anext(states)).status == S.QUEUED
+    await harness.library.delete(tenant, document.id)
+    with pytest.raises(NotFound):
+        await asyncio.wait_for(anext(states), 5)
+
+
+async def test_watch_of_another_tenants_document_is_not_found(harness: Harness, tenant: str) -> None:
+    document = (
+        await harness.library.upload(Identity(tenant_id=tenant), UploadRequest("a.pdf"), stream(tiny_pdf()))
+    ).document
+    with pytest.raises(NotFound):
+        await anext(harness.library.watch(f"{tenant}-other", document.id))
