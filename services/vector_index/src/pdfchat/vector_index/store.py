@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import asyncpg
+from pgvector import Vector
 from pgvector.asyncpg import register_vector
 
 from pdfchat.common import identity
@@ -100,8 +101,9 @@ LIMIT $4
 _UPSERT_SEGMENTS_SQL = """
 INSERT INTO vector_index.segments AS s
     (id, tenant_id, document_id, version, page, ordinal, text, boxes, search_text)
-SELECT u.id, $1, u.document_id, u.version, u.page, u.ordinal, u.text, u.boxes, to_tsvector('simple', u.prepared)
-FROM unnest($2::uuid[], $3::text[], $4::int[], $5::int[], $6::int[], $7::text[], $8::jsonb[], $9::text[])
+SELECT u.id, $1, u.document_id, u.version, u.page, u.ordinal, u.text, u.boxes::jsonb,
+    to_tsvector('simple', u.prepared)
+FROM unnest($2::uuid[], $3::text[], $4::int[], $5::int[], $6::int[], $7::text[], $8::text[], $9::text[])
     AS u(id, document_id, version, page, ordinal, text, boxes, prepared)
 ON CONFLICT (id) DO UPDATE SET
     page = excluded.page,
@@ -156,7 +158,8 @@ class SegmentStore:
                 [segment.page for segment in segments],
                 [segment.ordinal for segment in segments],
                 texts,
-                [[[box.x0, box.y0, box.x1, box.y1] for box in segment.boxes] for segment in segments],
+                # JSON text, not lists: asyncpg would read nested lists as a multi-dimensional array
+                [json.dumps([[b.x0, b.y0, b.x1, b.y1] for b in segment.boxes]) for segment in segments],
                 [fts.prepare_document(text) for text in texts],
             )
             if len(rows) != len(segments):
@@ -190,7 +193,8 @@ class SegmentStore:
                 tenant,
                 ids,
                 model,
-                [list(vector.values) for vector in vectors],
+                # Vector objects, not lists: asyncpg would read nested lists as a two-dimensional array
+                [Vector(list(vector.values)) for vector in vectors],
             )
         return len(rows)
 
