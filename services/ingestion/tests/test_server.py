@@ -1,0 +1,322 @@
+"""Integration tests of the gRPC service: the real `python -m pdfchat.ingestion` process on real Postgres
+and NATS, called over gRPC. vector_index is a recording fake served from this test process, so the
+delete path is checked down to the metadata of the call it makes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pytest
+import pytest_asyncio
+from ingestion_support import ParseJobs, tiny_pdf
+
+from pdfchat.common.identity import TENANT_KEY, Identity
+from pdfchat.v1 import (
+    common_pb2,
+    ingestion_pb2,
+    ingestion_pb2_grpc,
+    vector_index_pb2,
+    vector_index_pb2_grpc,
+)
+from pdfchat_tools import devstack
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+
+MAX_UPLOAD_BYTES = 1024 * 1024
+Status = common_pb2.DocumentStatus
+
+
+@dataclass
+class RecordingVectorIndex(vector_index_pb2_grpc.VectorIndexServiceServicer):
+    deletes: list[tuple[str, int, str]] = field(default_factory=list)
+
+    async def DeleteDocumentSegments(
+        self, request: vector_index_pb2.DeleteDocumentSegmentsRequest, context: grpc.aio.ServicerContext
+    ) -> vector_index_pb2.DeleteDocumentSegmentsResponse:
+        tenant = dict(context.invocation_metadata() or ()).get(TENANT_KEY, "")
+        self.deletes.append((request.document_id, request.keep_version, str(tenant)))
+        return vector_index_pb2.DeleteDocumentSegmentsResponse(deleted=3)
+
+
+@dataclass
+class FakeVectorIndex:
+    address: str
+    servicer: RecordingVectorIndex
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def vector_index() -> AsyncIterator[FakeVectorIndex]:
+    server = grpc.aio.server()
+    servicer = RecordingVectorIndex()
+    vector_index_pb2_grpc.add_VectorIndexServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    yield FakeVectorIndex(f"127.0.0.1:{port}", servicer)
+    await server.stop(None)
+
+
+@pytest.fixture(scope="module")
+def ingestion_addr(
+    stack_factory: Callable[..., devstack.Stack], vector_index: FakeVectorIndex, ingestion_jobs_namespace: str
+) -> Iterator[str]:
+    stack = stack_factory(
+        ("ingestion",),
+        extra_env={
+            "PDFCHAT_VECTOR_INDEX_ADDR": vector_index.address,
+            "PDFCHAT_JOBS_NAMESPACE": ingestion_jobs_namespace,
+            "PDFCHAT_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
+        },
+    )
+    yield stack.config.env["PDFCHAT_INGESTION_ADDR"]
+    stack.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def stub(ingestion_addr: str) -> AsyncIterator[ingestion_pb2_grpc.IngestionServiceStub]:
+    async with grpc.aio.insecure_channel(ingestion_addr) as channel:
+        yield ingestion_pb2_grpc.IngestionServiceStub(channel)
+
+
+@pytest.fixture
+def caller() -> Identity:
+    return Identity(tenant_id=f"tenant-{uuid.uuid4().hex[:8]}", user_id="u1")
+
+
+def as_tenant(identity: Identity) -> tuple[tuple[str, str], ...]:
+    return identity.to_metadata()
+
+
+async def upload(
+    stub: ingestion_pb2_grpc.IngestionServiceStub,
+    caller: Identity,
+    content: bytes,
+    *,
+    filename: str = "doc.pdf",
+    idempotency_key: str = "",
+    chunk_size: int = 16 * 1024,
+) -> ingestion_pb2.UploadResponse:
+    async def requests() -> AsyncIterator[ingestion_pb2.UploadRequest]:
+        yield ingestion_pb2.UploadRequest(
+            metadata=ingestion_pb2.UploadMetadata(
+                filename=filename, content_type="application/pdf", idempotency_key=idempotency_key
+            )
+        )
+        for start in range(0, len(content), chunk_size):
+            yield ingestion_pb2.UploadRequest(chunk=content[start : start + chunk_size])
+
+    return await stub.Upload(requests(), metadata=as_tenant(caller), timeout=30)
+
+
+async def report(
+    stub: ingestion_pb2_grpc.IngestionServiceStub,
+    caller: Identity,
+    document: ingestion_pb2.Document,
+    status: int,
+    **progress: int,
+) -> ingestion_pb2.Document:
+    reply = await stub.ReportProgress(
+        ingestion_pb2.ReportProgressRequest(
+            document_id=document.id,
+            version=document.version,
+            status=status,  # type: ignore[arg-type]
+            progress=ingestion_pb2.DocumentProgress(**progress),
+        ),
+        metadata=as_tenant(Identity(tenant_id=caller.tenant_id)),
+        timeout=10,
+    )
+    return reply.document
+
+
+async def test_upload_of_a_real_pdf_is_queued_and_its_parse_job_published(
+    stub: ingestion_pb2_grpc.IngestionServiceStub, caller: Identity, sample_pdf: Path, parse_jobs: ParseJobs
+) -> None:
+    content = sample_pdf.read_bytes()
+    reply = await upload(stub, caller, content, filename=sample_pdf.name)
+
+    document = reply.document
+    assert reply.created
+    assert document.status == Status.DOCUMENT_STATUS_QUEUED
+    assert (document.filename, document.size_bytes, document.version) == (sample_pdf.name, len(content), 1)
+    assert document.created_at.seconds > 0
+    job = await parse_jobs.wait_for(document.id)
+    assert (job.tenant_id, job.object_key, job.request_id) == (
+        caller.tenant_id,
+        f"{caller.tenant_id}/{document.id}/original.pdf",
+        caller.request_id,
+    )
+
+    fetched = await stub.GetDocument(
+        ingestion_pb2.GetDocumentRequest(document_id=document.id), metadata=as_tenant(caller), timeout=10
+    )
+    assert fetched.document == document
+    listed = await stub.ListDocuments(ingestion_pb2.ListDocumentsRequest(), metadata=as_tenant(caller), timeout=10)
+    assert [item.id for item in listed.documents] == [document.id]
+
+
+async def test_duplicate_upload_returns_the_same_document_not_created(
+    stub: ingestion_pb2_grpc.IngestionServiceStub, caller: Identity, sample_pdf: Path
+) -> None:
+    content = sample_pdf.read_bytes()
+    first = await upload(stub, caller, content)
+    second = await upload(stub, caller, content, chunk_size=4096)
+    assert (second.created, second.document.id) == (False, first.document.id)
+
+
+async def test_other_tenant_gets_not_found_for_the_document(
+    stub: ingestion_pb2_grpc.IngestionServiceStub, caller: Identity
+) -> None:
+    document = (await upload(stub, caller, tiny_pdf())).document
+    other = as_tenant(Identity(tenant_id=f"{caller.tenant_id}-b"))
+    calls = [
+        stub.GetDocument(ingestion_pb2.GetDocumentRequest(document_id=document.id), metadata=other, timeout=10),
+        stub.DeleteDocument(ingestion_pb2.DeleteDocumentRequest(document_id=document.id), metadata=other, timeout=10),
+        stub.ReprocessDocument(
+            ingestion_pb2.ReprocessDocumentRequest(document_id=document.id), metadata=other, timeout=10
+        ),
+    ]
+    for call in calls:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await call
+        assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+        assert raised.value.details() == f"document {document.id} not found"
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        async for _ in stub.WatchDocument(
+            ingestion_pb2.WatchDocumentRequest(document_id=document.id), metadata=other, timeout=10
+        ):
+            pass
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"GIF89a not a pdf at all", "not a PDF"),
+        (b"", "file is empty"),
+        (b"%PDF-" + b"0" * MAX_UPLOAD_BYTES, f"file is larger than the limit of {MAX_UPLOAD_BYTES} bytes"),
+    ],
+    ids=["not-pdf", "empty", "too-large"],
+)
+async def test_invalid_upload_is_invalid_argument_with_a_readable_message(
+    stub: ingestion_pb2_grpc.IngestionServiceStub, caller: Identity, content: bytes, message: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await upload(stub, caller, content, chunk_size=256 * 1024)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.details() == message
+
+
+async def test_upload_must_start_with_metadata(stub: ingestion_pb2_grpc.IngestionServiceStub, caller: Identity) -> None:
+    async def requests() -> AsyncIterator[ingestion_pb2.UploadRequest]:
+        yield ingestion_pb2.UploadRequest(chunk=tiny_pdf())
+
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.Upload(requests(), metadata=as_tenant(caller), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "metadata" in (raised.value.details() or "")
+
+
+async def test_call_without_tenant_is_unauthenticated(stub: ingestion_pb2_grpc.IngestionServiceStub) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.ListDocuments(ingestion_pb2.ListDocumentsRequest(), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_progress_reports_reach_ready_and_the_watch_stream_yields_each_change(
+    stub: ingestion_pb2_grpc.IngestionServiceStub, caller: Identity
+) -> None:
+    document = (await upload(stub, caller, tiny_pdf())).document
+    watch = stub.WatchDocument(
+        ingestion_pb2.WatchDocumentRequest(document_id=document.id), metadata=as_tenant(caller), timeout=30
+    )
+    states = aiter(watch)
+    first = await asyncio.wait_for(anext(states), 5)
+    assert first.document.status == Status.DOCUMENT_STATUS_QUEUED
+
+    parsing = await report(stub, caller, document, Status.DOCUMENT_STATUS_PARSING, pages_total=4, pages_done=1)
+    assert (parsing.status, parsing.pages) == (Status.DOCUMENT_STATUS_PARSING, 4)
+    assert (await asyncio.wait_for(anext(states), 5)).document.status == Status.DOCUMENT_STATUS_PARSING
+
+    embedding = await report(
+        stub, caller, document, Status.DOCUMENT_STATUS_EMBEDDING, pages_total=4, pages_done=4, chunks_total=6
+    )
+    assert embedding.status == Status.DOCUMENT_STATUS_EMBEDDING
+    assert (await asyncio.wait_for(anext(states), 5)).document.status == Status.DOCUMENT_STATUS_EMBEDDING
+
+    ready = await report(stub, caller, document, Status.DOCUMENT_STATUS_EMBEDDING, chunks_total=6, chunks_done=6)
+    assert ready.status == Status.DOCUMENT_STATUS_READY
+    assert ready.progress == ingestion_pb2.DocumentProgress(pages_total=4, pages_done=4, chunks_total=6, chunks_done=6)
+    final = await asyncio.wait_for(anext(states), 5)
+    assert final.document.status == Status.DOCUMENT_STATUS_READY
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(anext(states), 5)
+
+    late = await report(stub, caller, document, Status.DOCUMENT_STATUS_PARSING, pages_done=2)
+    assert late.status == Status.DOCUMENT_STATUS_READY
+
+
+async def test_failure_report_records_the_error_and_stage(
+    stub: ingestion_pb2_grpc.IngestionServiceStub, caller: Identity
+) -> None:
+    document = (await upload(stub, caller, tiny_pdf())).document
+    reply = await stub.ReportProgress(
+        ingestion_pb2.ReportProgressRequest(
+            document_id=document.id,
+            version=1,
+            status=Status.DOCUMENT_STATUS_FAILED,
+            error="the file is encrypted",
+            failed_stage="parse",
+        ),
+        metadata=as_tenant(caller),
+        timeout=10,
+    )
+    assert (reply.document.status, reply.document.error, reply.document.failed_stage) == (
+        Status.DOCUMENT_STATUS_FAILED,
+        "the file is encrypted",
+        "parse",
+    )
+
+
+async def test_report_with_unspecified_status_is_invalid_argument(
+    stub: ingestion_pb2_grpc.IngestionServiceStub, caller: Identity
+) -> None:
+    document = (await upload(stub, caller, tiny_pdf())).document
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await report(stub, caller, document, Status.DOCUMENT_STATUS_UNSPECIFIED)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_reprocess_publishes_a_new_version(
+    stub: ingestion_pb2_grpc.IngestionServiceStub, caller: Identity, parse_jobs: ParseJobs
+) -> None:
+    document = (await upload(stub, caller, tiny_pdf())).document
+    reply = await stub.ReprocessDocument(
+        ingestion_pb2.ReprocessDocumentRequest(document_id=document.id), metadata=as_tenant(caller), timeout=10
+    )
+    assert (reply.document.version, reply.document.status) == (2, Status.DOCUMENT_STATUS_QUEUED)
+    assert (await parse_jobs.wait_for(document.id, version=2)).tenant_id == caller.tenant_id
+
+
+async def test_delete_removes_segments_as_the_callers_tenant_and_allows_a_fresh_upload(
+    stub: ingestion_pb2_grpc.IngestionServiceStub, caller: Identity, vector_index: FakeVectorIndex
+) -> None:
+    content = tiny_pdf()
+    document = (await upload(stub, caller, content)).document
+    await stub.DeleteDocument(
+        ingestion_pb2.DeleteDocumentRequest(document_id=document.id), metadata=as_tenant(caller), timeout=10
+    )
+
+    assert (document.id, 0, caller.tenant_id) in vector_index.servicer.deletes
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.GetDocument(
+            ingestion_pb2.GetDocumentRequest(document_id=document.id), metadata=as_tenant(caller), timeout=10
+        )
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    again = await upload(stub, caller, content)
+    assert again.created
+    assert again.document.id != document.id
