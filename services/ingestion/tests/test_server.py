@@ -320,3 +320,46 @@ async def test_delete_removes_segments_as_the_callers_tenant_and_allows_a_fresh_
     again = await upload(stub, caller, content)
     assert again.created
     assert again.document.id != document.id
+
+
+@pytest.fixture(scope="module")
+def suite_addrs(
+    stack_factory: Callable[..., devstack.Stack], ingestion_jobs_namespace: str
+) -> Iterator[dict[str, str]]:
+    """ingestion with the real vector_index."""
+    stack = stack_factory(("vector_index", "ingestion"), extra_env={"PDFCHAT_JOBS_NAMESPACE": ingestion_jobs_namespace})
+    yield {name: stack.config.env[f"PDFCHAT_{name.upper()}_ADDR"] for name in ("vector_index", "ingestion")}
+    stack.stop()
+
+
+async def test_delete_removes_the_documents_segments_from_the_real_vector_index(
+    suite_addrs: dict[str, str], caller: Identity
+) -> None:
+    async with (
+        grpc.aio.insecure_channel(suite_addrs["ingestion"]) as ingestion_channel,
+        grpc.aio.insecure_channel(suite_addrs["vector_index"]) as index_channel,
+    ):
+        ingestion = ingestion_pb2_grpc.IngestionServiceStub(ingestion_channel)
+        index = vector_index_pb2_grpc.VectorIndexServiceStub(index_channel)
+        document = (await upload(ingestion, caller, tiny_pdf())).document
+        segments = [
+            vector_index_pb2.Segment(
+                id=str(uuid.uuid5(uuid.UUID(document.id), f"1:{ordinal}")),
+                document_id=document.id,
+                version=1,
+                page=1,
+                ordinal=ordinal,
+                text=f"passage {ordinal} about the Vistula river",
+            )
+            for ordinal in range(3)
+        ]
+        await index.UpsertSegments(
+            vector_index_pb2.UpsertSegmentsRequest(segments=segments), metadata=as_tenant(caller), timeout=10
+        )
+        stats = vector_index_pb2.GetDocumentIndexStatsRequest(document_id=document.id, version=1)
+        assert (await index.GetDocumentIndexStats(stats, metadata=as_tenant(caller), timeout=10)).segments == 3
+
+        await ingestion.DeleteDocument(
+            ingestion_pb2.DeleteDocumentRequest(document_id=document.id), metadata=as_tenant(caller), timeout=10
+        )
+        assert (await index.GetDocumentIndexStats(stats, metadata=as_tenant(caller), timeout=10)).segments == 0
