@@ -165,7 +165,9 @@ class SegmentStore:
             if len(rows) != len(segments):
                 written = {str(row["id"]) for row in rows}
                 taken = [segment.id for segment in segments if segment.id not in written]
-                raise InvalidArgument(f"segment ids already used by another document or version: {taken[:5]}")
+                raise InvalidArgument(
+                    f"{len(taken)} segment id(s) already used by another document or version: {', '.join(taken[:5])}"
+                )
         return len(rows)
 
     async def upsert_vectors(self, vectors: Sequence[SegmentVector], model: str) -> int:
