@@ -17,7 +17,7 @@ from pdfchat.ingestion.library import DocumentLibrary, run_reconciler
 from pdfchat.ingestion.settings import IngestionSettings
 from pdfchat.ingestion.watch import DocumentChanges
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[3] / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SCHEMA = "ingestion"
 
 
