@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,3 +86,13 @@ def parse_job(key: str, document_id: str = "doc-1", version: int = 1) -> common_
         filename=key.rsplit("/", 1)[-1],
         request_id="req-1",
     )
+
+
+@contextlib.contextmanager
+def as_tenant(tenant_id: str = "tenant-a") -> Iterator[None]:
+    """Binds a caller identity, as the job handler does, for the calls made inside."""
+    token = identity.bind(identity.Identity(tenant_id=tenant_id, request_id="req-1"))
+    try:
+        yield
+    finally:
+        identity.reset(token)

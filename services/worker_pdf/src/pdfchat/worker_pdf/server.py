@@ -85,7 +85,8 @@ class ParseJobHandler:
 
     async def _report_gave_up(self, job: common_pb2.ParseJob, exc: Exception) -> None:
         cause = exc.code().name if isinstance(exc, grpc.aio.AioRpcError) else type(exc).__name__
-        reason = f"parsing failed after {self._max_deliver} attempts ({cause}); reprocess the document to retry"
+        attempts = f"{self._max_deliver} attempt{'s' if self._max_deliver != 1 else ''}"
+        reason = f"parsing failed after {attempts} ({cause}); reprocess the document to retry"
         try:
             await self._reporter.report(job, Progress(FAILED, error=reason, failed_stage=FAILED_STAGE))
         except DocumentGone:
