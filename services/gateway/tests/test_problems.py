@@ -74,8 +74,9 @@ def test_too_large_flag_in_trailing_metadata_is_413() -> None:
     assert problem.status == 413
 
 
-def test_too_large_message_is_413() -> None:
-    assert problems.from_status(grpc.StatusCode.INVALID_ARGUMENT, "file is too large (max 10 MiB)").status == 413
+@pytest.mark.parametrize("message", ["file is too large (max 10 MiB)", "file is larger than the limit of 1000 bytes"])
+def test_too_large_message_is_413(message: str) -> None:
+    assert problems.from_status(grpc.StatusCode.INVALID_ARGUMENT, message).status == 413
 
 
 def test_transport_details_do_not_leak_addresses() -> None:

@@ -43,7 +43,7 @@ _BY_CODE: dict[grpc.StatusCode, int] = {
 
 # Transport failures described by the gRPC library itself name internal addresses: not for callers.
 _TRANSPORT_DETAILS = re.compile(r"failed to connect|ipv[46]:|unix:|socket closed|connection (refused|reset)", re.I)
-_TOO_LARGE_MESSAGE = re.compile(r"too large|exceeds .*limit", re.IGNORECASE)
+_TOO_LARGE_MESSAGE = re.compile(r"too large|larger than|exceeds .*limit|over the .*limit", re.IGNORECASE)
 _ERROR_ID = re.compile(r"error id ([0-9a-f]{6,32})")
 
 
