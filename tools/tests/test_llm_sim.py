@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from pdfchat_tools.llm_sim import SimServer, text
+from pdfchat_tools.llm_sim import SimServer, start_subprocess, text
 from pdfchat_tools.llm_sim.limits import SlidingWindowLimiter
 
 CONTEXT_PROMPT = [
@@ -200,3 +200,14 @@ def test_tokenize_round_trips_mixed_text() -> None:
     sample = "Hello  world, 你好世界! ok"
     assert "".join(text.tokenize(sample)) == sample
     assert text.count_tokens("你好 world") == 3
+
+
+def test_runs_as_a_process_with_flags() -> None:
+    process, client = start_subprocess(args=["--rpm", "7", "--ttft", "0.01"])
+    try:
+        config = client.configure(cut_after_tokens=5)
+        assert (config["rpm_limit"], config["time_to_first_token_seconds"]) == (7, 0.01)
+        assert client.stats()["counters"] == {}
+    finally:
+        process.terminate()
+        process.wait(10)

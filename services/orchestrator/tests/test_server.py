@@ -91,6 +91,15 @@ async def test_fault_before_first_token_falls_back_to_extractive(orchestrator_wi
     assert sim.stats()["counters"]["status_503"] == 1
 
 
+async def test_no_first_token_in_time_falls_back(orchestrator_with_llm: str, sim: SimServer) -> None:
+    # The orchestrator under test waits 2 s for a first token (PDFCHAT_LLM_FIRST_TOKEN_TIMEOUT_SECONDS).
+    sim.configure(next_faults=["timeout"], timeout_seconds=4)
+    async with connect(orchestrator_with_llm) as client:
+        responses = await read_stream(client, tenant())
+    assert responses[-1].end.provider == "extractive"
+    assert sim.stats()["counters"]["timeouts"] == 1
+
+
 async def test_cut_stream_ends_with_unavailable_not_a_normal_end(orchestrator_with_llm: str, sim: SimServer) -> None:
     sim.configure(next_faults=["cut"], cut_after_tokens=3)
     metadata = tenant()

@@ -139,9 +139,7 @@ class Router:
                     event = await anext(events)
             except (ProviderError, StopAsyncIteration) as exc:
                 reason = str(exc) or "stream ended without a finish reason"
-                log.warning(
-                    "stream from %s/%s broke after it started: %s", route.provider.name, route.model.name, reason
-                )
+                log.warning("ending the stream with an error after %d pieces: %s", len(trace.output), reason)
                 raise StreamInterrupted(
                     f"the answer from {route.model.name} broke off after it started: {reason}", trace.usage(request)
                 ) from exc
@@ -197,7 +195,7 @@ class Router:
 
     def _abandon(self, route: Route, trace: RoutingTrace, error: ProviderError) -> None:
         trace.fallbacks.append(f"{error.kind}: {error}")
-        log.warning("falling back from %s/%s: %s", route.provider.name, route.model.name, error)
+        log.warning("abandoning %s before its first token: %s", route.model.name, error)
 
 
 async def _close(events: AsyncIterator[ProviderEvent]) -> None:
