@@ -2,6 +2,7 @@
 # Creates .venv with the pinned dependencies and puts every src/ directory of the monorepo on its path.
 # Idempotent: reinstalls only when requirements.lock changed.
 set -euo pipefail
+shopt -s nullglob
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3.11}"
 STAMP=.venv/.installed

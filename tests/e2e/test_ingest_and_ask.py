@@ -96,7 +96,8 @@ async def test_uploaded_pdf_answers_a_question_citing_the_gold_page(
     assert answer["answer"]
     cited_pages = [c["page"] for c in answer["citations"] if c["document_id"] == uploaded["id"]]
     assert record["gold_answer_pdf_page"] in cited_pages[:3], (record["question"], answer["citations"])
-    assert "LLM" in answer["answer"], "with no LLM configured the answer must say so"
+    notice = answer["answer"].lower()
+    assert "no language model" in notice or "no llm" in notice or "语言模型" in notice, answer["answer"]
 
 
 async def test_answer_streams_over_sse_and_websocket(
