@@ -115,11 +115,3 @@ def test_history_lists_the_turns(client: TestClient, token_for: Headers) -> None
     response = client.get("/v1/chat/sessions/s1/messages", headers=token_for())
     assert response.status_code == 200
     assert [turn["role"] for turn in response.json()["messages"]] == ["user", "assistant"]
-
-
-def test_usage_comes_from_the_orchestrator(client: TestClient, token_for: Headers, fakes: Any) -> None:
-    response = client.get("/v1/usage?start=2024-01-01T00:00:00Z", headers=token_for("acme"))
-    assert response.status_code == 200
-    assert response.json()["requests"] == 3
-    assert response.json()["usage"]["input_tokens"] == 100
-    assert fakes.recorder.calls[-1][1]["x-pdfchat-tenant"] == "acme"

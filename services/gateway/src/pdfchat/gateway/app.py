@@ -91,10 +91,11 @@ def _register_error_handlers(app: FastAPI) -> None:
     async def on_error(request: Request, exc: Exception) -> JSONResponse:
         problem = problems.from_exception(exc)
         if problem.status >= 500:
-            code = exc.code().name if isinstance(exc, grpc.aio.AioRpcError) else type(exc).__name__
-            log.warning(
-                "request failed: %s %s -> %d (%s: %s)", request.method, request.url.path, problem.status, code, exc
-            )
+            if isinstance(exc, grpc.aio.AioRpcError):
+                cause = f"{exc.code().name}: {exc.details()}"
+            else:
+                cause = f"{type(exc).__name__}: {exc}"
+            log.warning("request failed: %s %s -> %d (%s)", request.method, request.url.path, problem.status, cause)
         return respond(request, problem)
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
