@@ -111,6 +111,19 @@ async def test_queries_overtake_waiting_passages() -> None:
     assert encoder.most_at_once == 1
 
 
+async def test_passages_are_encoded_in_smaller_batches_than_queries() -> None:
+    encoder = RecordingEncoder(seconds=0.0)
+    queue = EncodeQueue(encoder, max_batch=64, passage_batch=4)
+    await queue.encode([f"p{i}" for i in range(10)], EmbedKind.PASSAGE)
+    await queue.encode([f"q{i}" for i in range(10)], EmbedKind.QUERY)
+    assert [(kind, len(texts)) for kind, texts in encoder.batches] == [
+        (EmbedKind.PASSAGE, 4),
+        (EmbedKind.PASSAGE, 4),
+        (EmbedKind.PASSAGE, 2),
+        (EmbedKind.QUERY, 10),
+    ]
+
+
 async def test_a_large_request_comes_back_complete_and_in_order() -> None:
     queue = EncodeQueue(RecordingEncoder(seconds=0.0), max_batch=7)
     texts = ["x" * n for n in range(1, 51)]

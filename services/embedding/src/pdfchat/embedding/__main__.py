@@ -35,6 +35,7 @@ async def main() -> None:
         api_timeout_seconds=settings.embedding_api_timeout_seconds,
         threads=settings.embedding_threads,
         max_batch=settings.embedding_max_batch,
+        passage_batch=settings.embedding_passage_batch,
     )
     servicer = EmbeddingServicer(
         embedder, TextLimits(max_texts=settings.embedding_max_texts, max_chars=settings.embedding_max_text_chars)

@@ -31,7 +31,9 @@ class EmbeddingSettings(CommonSettings, NatsSettings, ServiceAddresses):
     embedding_threads: int = Field(default_factory=lambda: os.cpu_count() or 1)
     """Threads torch may use for the local model; all cores by default."""
     embedding_max_batch: int = Field(default=64, ge=1)
-    """Most texts encoded (or sent to the API) in one batch; a query waits at most one batch of passages."""
+    """Most texts encoded (or sent to the API) in one batch."""
+    embedding_passage_batch: int = Field(default=16, ge=1)
+    """Most passages the local model encodes in one batch: a query waits for at most one such batch."""
     embedding_max_texts: int = Field(default=256, ge=1)
     """Most texts one Embed call may carry."""
     embedding_max_text_chars: int = Field(default=16_384, ge=1)
