@@ -6,7 +6,7 @@ exactly as in the suite); they keep segments in memory the way vector_index keep
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -16,11 +16,21 @@ from nats.js import JetStreamContext
 
 from pdfchat.common import identity, jetstream
 from pdfchat.common.grpc_server import ServiceSpec, serve
+from pdfchat.common.identity import Identity
 from pdfchat.common.jetstream import ConsumerSpec, JobQueues, PermanentJobError
 from pdfchat.common.settings import CommonSettings
 from pdfchat.embedding.jobs import EmbedJobConsumer, EmbedJobHandler, EmbedOutcome, parse_embed_job
 from pdfchat.embedding.models import SentenceTransformerEmbedder
-from pdfchat.v1 import common_pb2, ingestion_pb2, ingestion_pb2_grpc, vector_index_pb2, vector_index_pb2_grpc
+from pdfchat.v1 import (
+    common_pb2,
+    embedding_pb2,
+    embedding_pb2_grpc,
+    ingestion_pb2,
+    ingestion_pb2_grpc,
+    vector_index_pb2,
+    vector_index_pb2_grpc,
+)
+from pdfchat_tools.devstack import Stack
 from pdfchat_tools.infra import free_port
 
 
@@ -243,7 +253,7 @@ async def test_redelivered_embed_job_reports_the_same_counts_again(
         minilm, vector_index_addr=downstream.index_addr, ingestion_addr=downstream.ingestion_addr, max_deliver=5
     )
     job = parse_embed_job(_job("acme", "doc2", 1, [segment.id for segment in segments]))
-    token = identity.bind(identity.Identity(tenant_id="acme"))
+    token = identity.bind(Identity(tenant_id="acme"))
     try:
         first = await handler.run(job)
         again = await handler.run(job)
@@ -315,3 +325,64 @@ async def test_job_failing_on_its_last_delivery_reports_the_document_failed_and_
     assert report.failed_stage == "embed"
     assert (report.document_id, report.version) == ("doc3", 1)
     assert "attempts" in report.error
+
+
+@pytest.mark.integration
+async def test_embed_job_fills_the_real_vector_index_so_vector_search_finds_the_passage(
+    own_stack: Callable[..., Stack], nats_url: str
+) -> None:
+    stack = own_stack(("vector_index", "ingestion", "embedding"))
+    env = stack.config.env
+    tenant, document_id = f"t-{uuid.uuid4().hex[:8]}", f"doc-{uuid.uuid4().hex[:8]}"
+    metadata = Identity(tenant_id=tenant).to_metadata()
+    texts = [
+        "The company's revenue grew by twelve percent in 2023.",
+        "Heavy rain is expected in the mountains this weekend.",
+        "公司的主要风险是原材料价格上涨。",
+    ]
+    segments = [
+        vector_index_pb2.Segment(
+            id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{document_id}/1/{n}")),
+            document_id=document_id,
+            version=1,
+            page=n + 1,
+            ordinal=n,
+            text=text,
+        )
+        for n, text in enumerate(texts)
+    ]
+    async with grpc.aio.insecure_channel(env["PDFCHAT_VECTOR_INDEX_ADDR"]) as channel:
+        index = vector_index_pb2_grpc.VectorIndexServiceStub(channel)
+        upsert = vector_index_pb2.UpsertSegmentsRequest(segments=segments)
+        await index.UpsertSegments(upsert, metadata=metadata, timeout=10)
+
+        client = await jetstream.connect(nats_url, "embedding-test")
+        try:
+            queues = JobQueues(env["PDFCHAT_JOBS_NAMESPACE"])
+            job = common_pb2.EmbedJob(
+                tenant_id=tenant, document_id=document_id, version=1, segment_ids=[s.id for s in segments]
+            )
+            payload = job.SerializeToString()
+            await jetstream.publish(client.jetstream(), queues.embed_subject, payload, msg_id=document_id)
+        finally:
+            await client.close()
+
+        stats_request = vector_index_pb2.GetDocumentIndexStatsRequest(document_id=document_id, version=1)
+        for _ in range(300):
+            stats = await index.GetDocumentIndexStats(stats_request, metadata=metadata, timeout=10)
+            if stats.embedded == len(segments):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail(f"segments were not embedded: {stats}")
+
+        async with grpc.aio.insecure_channel(env["PDFCHAT_EMBEDDING_ADDR"]) as embedding_channel:
+            question = await embedding_pb2_grpc.EmbeddingServiceStub(embedding_channel).Embed(
+                embedding_pb2.EmbedRequest(texts=["How much did sales increase?"]), metadata=metadata, timeout=10
+            )
+        hits = await index.Search(
+            vector_index_pb2.SearchRequest(query_vector=question.embeddings[0].values, top_k=3),
+            metadata=metadata,
+            timeout=10,
+        )
+    assert hits.hits[0].segment.id == segments[0].id

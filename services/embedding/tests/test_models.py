@@ -1,22 +1,27 @@
-"""The embedders and the encode queue, without a network: the real packaged model, and a stand-in encoder
-where the test is about scheduling rather than vectors."""
+"""The embedders and the encode queue: the real packaged model, a stand-in encoder where the test is about
+scheduling rather than vectors, and the LLM simulator (on loopback) as the OpenAI-compatible endpoint."""
 
 import asyncio
 import math
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
+from openai import AsyncOpenAI
 
-from pdfchat.common.errors import InvalidArgument
+from pdfchat.common.errors import InvalidArgument, ResourceExhausted, Unavailable
 from pdfchat.embedding.models import (
     PACKAGED_MODEL_NAME,
     EmbedKind,
     EncodeQueue,
+    OpenAICompatibleEmbedder,
     SentenceTransformerEmbedder,
     TextLimits,
     normalized,
 )
+from pdfchat_tools.infra import free_port
+from pdfchat_tools.llm_sim import SimConfig, SimServer
 
 
 def _cosine(a: list[float], b: list[float]) -> float:
@@ -200,3 +205,77 @@ async def test_minilm_gives_the_same_vectors_batched_or_alone(minilm: SentenceTr
     for text, (batched,) in zip(texts, together, strict=True):
         (alone,) = await minilm.embed([text], EmbedKind.QUERY)
         assert _cosine(alone, batched) > 0.9999
+
+
+# --- an OpenAI-compatible endpoint (the simulator in tools/) ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimServer]:
+    with SimServer(SimConfig(embedding_dimensions=96)) as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_sim(sim: SimServer) -> SimServer:
+    sim.reset()
+    sim.configure(embedding_dimensions=96)
+    return sim
+
+
+async def test_api_embedder_learns_dimensions_and_returns_unit_vectors_in_order(fresh_sim: SimServer) -> None:
+    embedder = await OpenAICompatibleEmbedder.connect(fresh_sim.openai_base_url, None, "sim-embedding", max_batch=3)
+    try:
+        assert embedder.dimensions == 96
+        assert embedder.model_name == "sim-embedding"
+        texts = [f"passage {n} about revenue" for n in range(7)]
+        vectors = await embedder.embed(texts, EmbedKind.PASSAGE)
+        again = [(await embedder.embed([text], EmbedKind.PASSAGE))[0] for text in texts]
+    finally:
+        await embedder.close()
+    assert len(vectors) == 7
+    for vector, alone in zip(vectors, again, strict=True):
+        assert math.isclose(math.fsum(v * v for v in vector), 1.0, rel_tol=1e-6)
+        assert _cosine(vector, alone) > 0.9999, "each text gets its own vector, in order"
+    stats = fresh_sim.stats()
+    assert stats["counters"]["embedding_requests"] == 1 + 3 + 7, "7 texts in batches of 3, after one probe"
+
+
+async def test_api_embedder_asks_for_configured_dimensions(fresh_sim: SimServer) -> None:
+    embedder = await OpenAICompatibleEmbedder.connect(fresh_sim.openai_base_url, "k", "sim-embedding", dimensions=384)
+    try:
+        (vector,) = await embedder.embed(["hello"], EmbedKind.QUERY)
+    finally:
+        await embedder.close()
+    assert len(vector) == embedder.dimensions == 384
+
+
+async def test_api_rate_limit_is_resource_exhausted_with_retry_after(fresh_sim: SimServer) -> None:
+    fresh_sim.configure(rpm_limit=1)
+    client = AsyncOpenAI(base_url=fresh_sim.openai_base_url, api_key="k", max_retries=0)
+    embedder = OpenAICompatibleEmbedder(client, "sim-embedding")
+    try:
+        await embedder.embed(["first"], EmbedKind.QUERY)
+        with pytest.raises(ResourceExhausted) as limited:
+            await embedder.embed(["second"], EmbedKind.QUERY)
+    finally:
+        await embedder.close()
+    assert limited.value.retry_after_seconds is not None
+    assert limited.value.retry_after_seconds >= 1
+
+
+async def test_api_unreachable_is_unavailable() -> None:
+    client = AsyncOpenAI(base_url=f"http://127.0.0.1:{free_port()}/v1", api_key="k", max_retries=0)
+    embedder = OpenAICompatibleEmbedder(client, "sim-embedding", timeout_seconds=2)
+    try:
+        with pytest.raises(Unavailable, match="unreachable"):
+            await embedder.embed(["hello"], EmbedKind.QUERY)
+    finally:
+        await embedder.close()
+
+
+async def test_api_embedder_gives_up_at_start_up_when_the_endpoint_never_answers() -> None:
+    with pytest.raises(Unavailable):
+        await OpenAICompatibleEmbedder.connect(
+            f"http://127.0.0.1:{free_port()}/v1", None, "m", max_retries=0, startup_wait_seconds=0.5
+        )

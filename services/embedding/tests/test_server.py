@@ -10,6 +10,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pdfchat.common.identity import Identity
 from pdfchat.v1 import embedding_pb2, embedding_pb2_grpc
 from pdfchat_tools.devstack import Stack
+from pdfchat_tools.llm_sim import SimConfig, SimServer
 
 pytestmark = pytest.mark.integration
 
@@ -17,8 +18,8 @@ METADATA = Identity(tenant_id="t1").to_metadata()
 
 
 @pytest.fixture(scope="module")
-def embedding_addr(stack_factory: Callable[..., Stack]) -> str:
-    stack = stack_factory(("embedding",))
+def embedding_addr(own_stack: Callable[..., Stack]) -> str:
+    stack = own_stack(("embedding",))
     return stack.config.env["PDFCHAT_EMBEDDING_ADDR"]
 
 
@@ -83,3 +84,26 @@ async def test_call_without_tenant_is_unauthenticated(embedding_addr: str) -> No
                 embedding_pb2.EmbedRequest(texts=["hi"]), timeout=10
             )
     assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_service_uses_an_openai_compatible_endpoint_when_configured(own_stack: Callable[..., Stack]) -> None:
+    with SimServer(SimConfig(embedding_dimensions=384)) as sim:
+        stack = own_stack(
+            ("embedding",),
+            extra_env={
+                "PDFCHAT_EMBEDDING_BASE_URL": sim.openai_base_url,
+                "PDFCHAT_EMBEDDING_API_MODEL": "sim-embedding",
+                "PDFCHAT_EMBEDDING_API_KEY": "test-key",
+            },
+        )
+        try:
+            reply = await _embed(
+                stack.config.env["PDFCHAT_EMBEDDING_ADDR"], embedding_pb2.EmbedRequest(texts=["one", "two", "three"])
+            )
+        finally:
+            stack.stop()
+        stats = sim.stats()
+    assert reply.model == "sim-embedding"
+    assert reply.dimensions == 384
+    assert len(reply.embeddings) == 3
+    assert stats["counters"]["embedding_inputs"] == 1 + 3, "a start-up probe, then the three texts"
