@@ -78,17 +78,23 @@ def infrastructure(database_url: str, nats_url: str, redis_url: str) -> infra.In
 def stack_factory(
     infrastructure: infra.Infrastructure, jobs_namespace: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[..., devstack.Stack]]:
-    """Starts services of the suite as real processes on free ports; all are stopped at session end."""
+    """Starts services of the suite as real processes on free ports; all are stopped at session end.
+
+    Each stack gets its own JetStream namespace, so one stack's workers never take another's jobs.
+    """
     stacks: list[devstack.Stack] = []
+    namespaces: list[str] = []
 
     def start(services: tuple[str, ...] = devstack.SERVICES, extra_env: dict[str, str] | None = None) -> devstack.Stack:
         data_dir = tmp_path_factory.mktemp("stack")
+        namespace = f"{jobs_namespace}s{len(namespaces)}"
+        namespaces.append(namespace)
         ports = {name: infra.free_port() for name in devstack.DEFAULT_PORTS}
         env = devstack.stack_env(
             infrastructure,
             ports=ports,
             data_dir=data_dir,
-            jobs_namespace=jobs_namespace,
+            jobs_namespace=namespace,
             extra={"PDFCHAT_ENV": "test", **(extra_env or {})},
         )
         stack = devstack.Stack(devstack.StackConfig(env=env, log_dir=data_dir / "logs", gateway_port=ports["gateway"]))
@@ -99,6 +105,8 @@ def stack_factory(
     yield start
     for stack in stacks:
         stack.stop()
+    for namespace in namespaces:
+        asyncio.run(_delete_streams(infrastructure.nats_url, namespace))
 
 
 @pytest.fixture(scope="session")

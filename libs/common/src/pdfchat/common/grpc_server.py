@@ -25,7 +25,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram, start_http_server
 
 from pdfchat.common import deadlines, identity
-from pdfchat.common.errors import PdfchatError
+from pdfchat.common.errors import PAYLOAD_TOO_LARGE_KEY, RETRY_AFTER_KEY, PayloadTooLarge, PdfchatError
 from pdfchat.common.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         if isinstance(exc, PdfchatError):
             retry_after = getattr(exc, "retry_after_seconds", None)
             if retry_after is not None:
-                context.set_trailing_metadata((("retry-after-seconds", f"{retry_after:.3f}"),))
+                context.set_trailing_metadata(((RETRY_AFTER_KEY, f"{retry_after:.3f}"),))
+            if isinstance(exc, PayloadTooLarge):
+                context.set_trailing_metadata(((PAYLOAD_TOO_LARGE_KEY, "1"),))
             if exc.code == grpc.StatusCode.INTERNAL:
                 log.error("internal error in %s: %s", method, exc.message)
             await context.abort(exc.code, exc.message)
