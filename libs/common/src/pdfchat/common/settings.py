@@ -20,11 +20,12 @@ Environment = Literal["dev", "test", "prod"]
 
 
 class CommonSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PDFCHAT_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="PDFCHAT_", extra="ignore", frozen=True, use_attribute_docstrings=True)
 
     env: Environment = "dev"
     """dev enables development conveniences (dev tokens, default secrets); prod refuses them."""
     log_level: str = "INFO"
+    """DEBUG, INFO, WARNING or ERROR."""
     grpc_host: str = "127.0.0.1"
     """Interface the gRPC server binds to; 0.0.0.0 in containers."""
     shutdown_grace_seconds: float = 10.0
@@ -38,16 +39,18 @@ class CommonSettings(BaseSettings):
 
 
 class DatabaseSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PDFCHAT_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="PDFCHAT_", extra="ignore", frozen=True, use_attribute_docstrings=True)
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/pdfchat"
     """PostgreSQL with pgvector; asyncpg DSN (a socket directory works as ?host=/path)."""
     database_pool_min: int = 1
+    """Connections each service process keeps open."""
     database_pool_max: int = 10
+    """Most connections one service process opens."""
 
 
 class NatsSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PDFCHAT_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="PDFCHAT_", extra="ignore", frozen=True, use_attribute_docstrings=True)
 
     nats_url: str = "nats://127.0.0.1:4222"
     """NATS server with JetStream enabled."""
@@ -56,45 +59,60 @@ class NatsSettings(BaseSettings):
 
 
 class RedisSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PDFCHAT_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="PDFCHAT_", extra="ignore", frozen=True, use_attribute_docstrings=True)
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    """Redis for edge rate limits, LLM limits and cache, and the chat replay buffer."""
 
 
 class ObjectStoreSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PDFCHAT_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="PDFCHAT_", extra="ignore", frozen=True, use_attribute_docstrings=True)
 
     object_store: Literal["local", "s3"] = "local"
+    """Where originals are kept: a local directory, or S3 and S3-compatible servers."""
     object_store_dir: str = ".data/objects"
     """Root directory of the local object store."""
     s3_bucket: str = "pdfchat"
+    """Bucket for originals when PDFCHAT_OBJECT_STORE=s3."""
     s3_endpoint_url: str | None = None
+    """S3-compatible endpoint (MinIO, Ceph, ...); unset for AWS."""
     s3_region: str = "us-east-1"
+    """Region of the bucket."""
     s3_access_key_id: str | None = None
+    """Access key; unset uses the default AWS credential chain."""
     s3_secret_access_key: str | None = None
+    """Secret key that goes with the access key."""
 
 
 class ServiceAddresses(BaseSettings):
     """host:port of every gRPC service, for the clients that call them."""
 
-    model_config = SettingsConfigDict(env_prefix="PDFCHAT_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="PDFCHAT_", extra="ignore", frozen=True, use_attribute_docstrings=True)
 
     ingestion_addr: str = "127.0.0.1:50061"
+    """IngestionService; the ingestion process also binds this port."""
     worker_pdf_addr: str = "127.0.0.1:50062"
+    """worker_pdf health endpoint."""
     embedding_addr: str = "127.0.0.1:50063"
+    """EmbeddingService."""
     vector_index_addr: str = "127.0.0.1:50064"
+    """VectorIndexService."""
     orchestrator_addr: str = "127.0.0.1:50065"
+    """OrchestratorService."""
     chat_addr: str = "127.0.0.1:50066"
+    """ChatService."""
 
 
 class AuthSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PDFCHAT_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="PDFCHAT_", extra="ignore", frozen=True, use_attribute_docstrings=True)
 
     env: Environment = "dev"
     jwt_secret: str = Field(default=DEV_JWT_SECRET)
     """HS256 key for bearer tokens. Must be set outside dev."""
     jwt_issuer: str = "pdfchat"
+    """`iss` claim issued and required."""
     jwt_ttl_seconds: int = 12 * 3600
+    """Lifetime of issued tokens."""
 
     @model_validator(mode="after")
     def _refuse_dev_secret_outside_dev(self) -> AuthSettings:

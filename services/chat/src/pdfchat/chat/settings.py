@@ -18,12 +18,15 @@ class ChatSettings(CommonSettings, DatabaseSettings, RedisSettings, ServiceAddre
     max_question_chars: int = Field(default=4000, ge=1)
     """Longer questions are refused with INVALID_ARGUMENT."""
     max_title_chars: int = Field(default=200, ge=1)
+    """Longest session title accepted."""
     max_documents_per_session: int = Field(default=100, ge=1)
+    """Most documents one session may search."""
     retrieval_timeout_seconds: float = Field(default=15.0, gt=0)
     """Deadline of the embedding and search calls of one question."""
     answer_deadline_seconds: float = 120.0
     """Whole answer, retrieval to end. Must leave room for the orchestrator's wait for LLM capacity."""
     answer_temperature: float = Field(default=0.1, ge=0.0, le=2.0)
+    """Sampling temperature asked of the LLM for answers: low, because answers quote the documents."""
     answer_max_tokens: int = Field(default=0, ge=0)
     """0 lets the orchestrator choose."""
     replay_ttl_seconds: int = Field(default=3600, ge=60)

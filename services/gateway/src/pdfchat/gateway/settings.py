@@ -11,6 +11,7 @@ class GatewaySettings(CommonSettings, AuthSettings, RedisSettings, ServiceAddres
     gateway_host: str = "127.0.0.1"
     """Interface the HTTP server binds to; 0.0.0.0 in containers."""
     gateway_port: int = 8080
+    """HTTP port of the gateway (REST, WebSocket, web app)."""
     max_upload_bytes: int = 100 * MIB
     """Largest PDF accepted; the gateway answers 413 as soon as a stream goes over it."""
     cors_origins: str = ""

@@ -16,7 +16,9 @@ class OrchestratorSettings(CommonSettings, DatabaseSettings, RedisSettings, Serv
     llm_model: str = "gpt-4o-mini"
     """Model name sent to the endpoint (`PDFCHAT_LLM_MODEL`)."""
     llm_context_window: int = 128_000
+    """Context window of the configured model, in tokens."""
     llm_quality_tier: str = "standard"
+    """Quality tier reported by ListModels for routing decisions."""
     llm_input_price_per_mtok: float = 0.0
     """USD per million input tokens, for the cost in the usage ledger."""
     llm_output_price_per_mtok: float = 0.0
