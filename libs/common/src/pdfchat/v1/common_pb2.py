@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17pdfchat/v1/common.proto\x12\npdfchat.v1\"=\n\x0b\x42oundingBox\x12\n\n\x02x0\x18\x01 \x01(\x02\x12\n\n\x02y0\x18\x02 \x01(\x02\x12\n\n\x02x1\x18\x03 \x01(\x02\x12\n\n\x02y1\x18\x04 \x01(\x02\"\x9e\x01\n\x08\x43itation\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x0c\n\x04page\x18\x02 \x01(\x05\x12\r\n\x05quote\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x02\x12\x12\n\nsegment_id\x18\x05 \x01(\t\x12&\n\x05\x62oxes\x18\x06 \x03(\x0b\x32\x17.pdfchat.v1.BoundingBox\x12\x15\n\rdocument_name\x18\x07 \x01(\t\"F\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x03 \x01(\x01\",\n\x0bQueueNotice\x12\x1d\n\x15\x65xpected_wait_seconds\x18\x01 \x01(\x01\"\x1a\n\nTokenDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"}\n\x08ParseJob\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x12\n\nobject_key\x18\x04 \x01(\t\x12\x10\n\x08\x66ilename\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"l\n\x08\x45mbedJob\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x13\n\x0bsegment_ids\x18\x04 \x03(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t*\xc0\x01\n\x0e\x44ocumentStatus\x12\x1f\n\x1b\x44OCUMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44OCUMENT_STATUS_QUEUED\x10\x01\x12\x1b\n\x17\x44OCUMENT_STATUS_PARSING\x10\x02\x12\x1d\n\x19\x44OCUMENT_STATUS_EMBEDDING\x10\x03\x12\x19\n\x15\x44OCUMENT_STATUS_READY\x10\x04\x12\x1a\n\x16\x44OCUMENT_STATUS_FAILED\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17pdfchat/v1/common.proto\x12\npdfchat.v1\"=\n\x0b\x42oundingBox\x12\n\n\x02x0\x18\x01 \x01(\x02\x12\n\n\x02y0\x18\x02 \x01(\x02\x12\n\n\x02x1\x18\x03 \x01(\x02\x12\n\n\x02y1\x18\x04 \x01(\x02\"\x9e\x01\n\x08\x43itation\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x0c\n\x04page\x18\x02 \x01(\x05\x12\r\n\x05quote\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x02\x12\x12\n\nsegment_id\x18\x05 \x01(\t\x12&\n\x05\x62oxes\x18\x06 \x03(\x0b\x32\x17.pdfchat.v1.BoundingBox\x12\x15\n\rdocument_name\x18\x07 \x01(\t\"F\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\x15\n\routput_tokens\x18\x02 \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x03 \x01(\x01\",\n\x0bQueueNotice\x12\x1d\n\x15\x65xpected_wait_seconds\x18\x01 \x01(\x01\"\x1a\n\nTokenDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"\xca\x01\n\x08ParseJob\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x12\n\nobject_key\x18\x04 \x01(\t\x12\x10\n\x08\x66ilename\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x10\n\x08password\x18\x07 \x01(\t\x12\x12\n\npage_start\x18\x08 \x01(\x05\x12\x10\n\x08page_end\x18\t \x01(\x05\x12\x13\n\x0bpages_total\x18\n \x01(\x05\"l\n\x08\x45mbedJob\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x13\n\x0bsegment_ids\x18\x04 \x03(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t*\xc0\x01\n\x0e\x44ocumentStatus\x12\x1f\n\x1b\x44OCUMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44OCUMENT_STATUS_QUEUED\x10\x01\x12\x1b\n\x17\x44OCUMENT_STATUS_PARSING\x10\x02\x12\x1d\n\x19\x44OCUMENT_STATUS_EMBEDDING\x10\x03\x12\x19\n\x15\x44OCUMENT_STATUS_READY\x10\x04\x12\x1a\n\x16\x44OCUMENT_STATUS_FAILED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pdfchat.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DOCUMENTSTATUS']._serialized_start=647
-  _globals['_DOCUMENTSTATUS']._serialized_end=839
+  _globals['_DOCUMENTSTATUS']._serialized_start=725
+  _globals['_DOCUMENTSTATUS']._serialized_end=917
   _globals['_BOUNDINGBOX']._serialized_start=39
   _globals['_BOUNDINGBOX']._serialized_end=100
   _globals['_CITATION']._serialized_start=103
@@ -43,8 +43,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUEUENOTICE']._serialized_end=379
   _globals['_TOKENDELTA']._serialized_start=381
   _globals['_TOKENDELTA']._serialized_end=407
-  _globals['_PARSEJOB']._serialized_start=409
-  _globals['_PARSEJOB']._serialized_end=534
-  _globals['_EMBEDJOB']._serialized_start=536
-  _globals['_EMBEDJOB']._serialized_end=644
+  _globals['_PARSEJOB']._serialized_start=410
+  _globals['_PARSEJOB']._serialized_end=612
+  _globals['_EMBEDJOB']._serialized_start=614
+  _globals['_EMBEDJOB']._serialized_end=722
 # @@protoc_insertion_point(module_scope)

@@ -195,12 +195,25 @@ class ParseJob(_message.Message):
     OBJECT_KEY_FIELD_NUMBER: _builtins.int
     FILENAME_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    PASSWORD_FIELD_NUMBER: _builtins.int
+    PAGE_START_FIELD_NUMBER: _builtins.int
+    PAGE_END_FIELD_NUMBER: _builtins.int
+    PAGES_TOTAL_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     document_id: _builtins.str
     version: _builtins.int
     object_key: _builtins.str
     filename: _builtins.str
     request_id: _builtins.str
+    password: _builtins.str
+    """Password for an encrypted PDF, when the uploader gave one. The job is removed from the stream once acked."""
+    page_start: _builtins.int
+    """1-based inclusive page range this job parses. 0/0 is the planning job: it counts the pages and fans out
+    page-range jobs (or parses a small document itself).
+    """
+    page_end: _builtins.int
+    pages_total: _builtins.int
+    """Page count of the whole document, known to page-range jobs."""
     def __init__(
         self,
         *,
@@ -210,10 +223,14 @@ class ParseJob(_message.Message):
         object_key: _builtins.str = ...,
         filename: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        password: _builtins.str = ...,
+        page_start: _builtins.int = ...,
+        page_end: _builtins.int = ...,
+        pages_total: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_id", b"document_id", "filename", b"filename", "object_key", b"object_key", "request_id", b"request_id", "tenant_id", b"tenant_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_id", b"document_id", "filename", b"filename", "object_key", b"object_key", "page_end", b"page_end", "page_start", b"page_start", "pages_total", b"pages_total", "password", b"password", "request_id", b"request_id", "tenant_id", b"tenant_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

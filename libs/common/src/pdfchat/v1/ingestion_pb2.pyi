@@ -392,6 +392,7 @@ class ReportProgressRequest(_message.Message):
     PROGRESS_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     FAILED_STAGE_FIELD_NUMBER: _builtins.int
+    RANGE_RESULT_FIELD_NUMBER: _builtins.int
     document_id: _builtins.str
     version: _builtins.int
     status: _common_pb2.DocumentStatus.ValueType
@@ -402,6 +403,12 @@ class ReportProgressRequest(_message.Message):
     """Set with FAILED: parse or embed."""
     @_builtins.property
     def progress(self) -> Global___DocumentProgress: ...
+    @_builtins.property
+    def range_result(self) -> Global___PageRangeResult:
+        """Set when a page range finished parsing: the range and how many segments it produced. Idempotent per
+        range; parsing is complete when the finished ranges cover every page.
+        """
+
     def __init__(
         self,
         *,
@@ -411,14 +418,40 @@ class ReportProgressRequest(_message.Message):
         progress: Global___DocumentProgress | None = ...,
         error: _builtins.str = ...,
         failed_stage: _builtins.str = ...,
+        range_result: Global___PageRangeResult | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["progress", b"progress"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["progress", b"progress", "range_result", b"range_result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_id", b"document_id", "error", b"error", "failed_stage", b"failed_stage", "progress", b"progress", "status", b"status", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_id", b"document_id", "error", b"error", "failed_stage", b"failed_stage", "progress", b"progress", "range_result", b"range_result", "status", b"status", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReportProgressRequest: _TypeAlias = ReportProgressRequest  # noqa: Y015
+
+@_typing.final
+class PageRangeResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_START_FIELD_NUMBER: _builtins.int
+    PAGE_END_FIELD_NUMBER: _builtins.int
+    SEGMENTS_FIELD_NUMBER: _builtins.int
+    page_start: _builtins.int
+    page_end: _builtins.int
+    segments: _builtins.int
+    def __init__(
+        self,
+        *,
+        page_start: _builtins.int = ...,
+        page_end: _builtins.int = ...,
+        segments: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_end", b"page_end", "page_start", b"page_start", "segments", b"segments"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PageRangeResult: _TypeAlias = PageRangeResult  # noqa: Y015
 
 @_typing.final
 class ReportProgressResponse(_message.Message):

@@ -65,6 +65,11 @@ class VectorIndexServiceStub:
                 request_serializer=pdfchat_dot_v1_dot_vector__index__pb2.GetDocumentIndexStatsRequest.SerializeToString,
                 response_deserializer=pdfchat_dot_v1_dot_vector__index__pb2.GetDocumentIndexStatsResponse.FromString,
                 _registered_method=True)
+        self.ActivateVersion = channel.unary_unary(
+                '/pdfchat.v1.VectorIndexService/ActivateVersion',
+                request_serializer=pdfchat_dot_v1_dot_vector__index__pb2.ActivateVersionRequest.SerializeToString,
+                response_deserializer=pdfchat_dot_v1_dot_vector__index__pb2.ActivateVersionResponse.FromString,
+                _registered_method=True)
 
 
 class VectorIndexServiceServicer:
@@ -108,6 +113,13 @@ class VectorIndexServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ActivateVersion(self, request, context):
+        """Makes `version` the one version of the document that searches see, atomically; answers never mix versions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VectorIndexServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -140,6 +152,11 @@ def add_VectorIndexServiceServicer_to_server(servicer, server):
                     servicer.GetDocumentIndexStats,
                     request_deserializer=pdfchat_dot_v1_dot_vector__index__pb2.GetDocumentIndexStatsRequest.FromString,
                     response_serializer=pdfchat_dot_v1_dot_vector__index__pb2.GetDocumentIndexStatsResponse.SerializeToString,
+            ),
+            'ActivateVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.ActivateVersion,
+                    request_deserializer=pdfchat_dot_v1_dot_vector__index__pb2.ActivateVersionRequest.FromString,
+                    response_serializer=pdfchat_dot_v1_dot_vector__index__pb2.ActivateVersionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -305,6 +322,33 @@ class VectorIndexService:
             '/pdfchat.v1.VectorIndexService/GetDocumentIndexStats',
             pdfchat_dot_v1_dot_vector__index__pb2.GetDocumentIndexStatsRequest.SerializeToString,
             pdfchat_dot_v1_dot_vector__index__pb2.GetDocumentIndexStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ActivateVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pdfchat.v1.VectorIndexService/ActivateVersion',
+            pdfchat_dot_v1_dot_vector__index__pb2.ActivateVersionRequest.SerializeToString,
+            pdfchat_dot_v1_dot_vector__index__pb2.ActivateVersionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,6 +40,8 @@ class VectorIndexServiceStub:
     Search: _grpc.UnaryUnaryMultiCallable[_vector_index_pb2.SearchRequest, _vector_index_pb2.SearchResponse]
     DeleteDocumentSegments: _grpc.UnaryUnaryMultiCallable[_vector_index_pb2.DeleteDocumentSegmentsRequest, _vector_index_pb2.DeleteDocumentSegmentsResponse]
     GetDocumentIndexStats: _grpc.UnaryUnaryMultiCallable[_vector_index_pb2.GetDocumentIndexStatsRequest, _vector_index_pb2.GetDocumentIndexStatsResponse]
+    ActivateVersion: _grpc.UnaryUnaryMultiCallable[_vector_index_pb2.ActivateVersionRequest, _vector_index_pb2.ActivateVersionResponse]
+    """Makes `version` the one version of the document that searches see, atomically; answers never mix versions."""
 
 @_typing.type_check_only
 class VectorIndexServiceAsyncStub(VectorIndexServiceStub):
@@ -53,6 +55,8 @@ class VectorIndexServiceAsyncStub(VectorIndexServiceStub):
     Search: _aio.UnaryUnaryMultiCallable[_vector_index_pb2.SearchRequest, _vector_index_pb2.SearchResponse]  # type: ignore[assignment]
     DeleteDocumentSegments: _aio.UnaryUnaryMultiCallable[_vector_index_pb2.DeleteDocumentSegmentsRequest, _vector_index_pb2.DeleteDocumentSegmentsResponse]  # type: ignore[assignment]
     GetDocumentIndexStats: _aio.UnaryUnaryMultiCallable[_vector_index_pb2.GetDocumentIndexStatsRequest, _vector_index_pb2.GetDocumentIndexStatsResponse]  # type: ignore[assignment]
+    ActivateVersion: _aio.UnaryUnaryMultiCallable[_vector_index_pb2.ActivateVersionRequest, _vector_index_pb2.ActivateVersionResponse]  # type: ignore[assignment]
+    """Makes `version` the one version of the document that searches see, atomically; answers never mix versions."""
 
 class VectorIndexServiceServicer(metaclass=_abc_1.ABCMeta):
     """Stores segments (text, page, boxes, vector) and searches them: vector and full text, fused."""
@@ -99,5 +103,13 @@ class VectorIndexServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _vector_index_pb2.GetDocumentIndexStatsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_vector_index_pb2.GetDocumentIndexStatsResponse, _abc.Awaitable[_vector_index_pb2.GetDocumentIndexStatsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ActivateVersion(
+        self,
+        request: _vector_index_pb2.ActivateVersionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_vector_index_pb2.ActivateVersionResponse, _abc.Awaitable[_vector_index_pb2.ActivateVersionResponse]]:
+        """Makes `version` the one version of the document that searches see, atomically; answers never mix versions."""
 
 def add_VectorIndexServiceServicer_to_server(servicer: VectorIndexServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
