@@ -7,6 +7,7 @@ SRC := libs/common/src services/*/src tools
 .PHONY: setup proto check-generated lint test test-unit test-integration test-e2e up down bench-ingest clean
 
 setup:
+	@bash tools/setup_system.sh
 	@bash tools/setup_venv.sh
 
 proto: setup
