@@ -37,6 +37,9 @@ class GenerationRequest:
     """Preferred model; empty lets the router choose."""
     temperature: float | None = None
     max_tokens: int | None = None
+    prompt_template_id: str = ""
+    """The caller's prompt template, part of the cache key with its version."""
+    prompt_template_version: int = 0
 
 
 @dataclass(frozen=True)
