@@ -46,10 +46,12 @@ async def test_selective_filter_still_returns_k_rows_from_hnsw(hnsw_pool: asyncp
         crowd_segments = [make_segment(crowd, i, f"crowd {i}") for i in range(400)]
         await store.upsert_segments(crowd_segments)
         await store.upsert_vectors([SegmentVector(s.id, unit_vector(i)) for i, s in enumerate(crowd_segments)], "m")
+        await store.activate_version(crowd, 1)
     with acting_as(tenant):
         own = [make_segment(few, i, f"own {i}") for i in range(12)]
         await store.upsert_segments(own)
         await store.upsert_vectors([SegmentVector(s.id, unit_vector(10_000 + i)) for i, s in enumerate(own)], "m")
+        await store.activate_version(few, 1)
         query = unit_vector(99)
         async with hnsw_pool.acquire() as conn:
             plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {VECTOR_CANDIDATES_SQL}", tenant, query, [], 10))
@@ -69,6 +71,7 @@ async def test_chinese_question_finds_the_chinese_passage_by_full_text(
     other = make_segment(doc, 2, "The Vistula is the longest river in Poland.")
     with acting_as(tenant):
         await store.upsert_segments([warsaw, berlin, other])
+        await store.activate_version(doc, 1)
         hits = await search.search(SearchQuery(text="华沙是哪个国家的首都？"))
     assert [hit.segment.id for hit in hits] == [warsaw.id, berlin.id]
     assert hits[0].text_score > hits[1].text_score > 0
@@ -93,6 +96,7 @@ async def test_segment_found_by_vector_and_text_ranks_first_with_both_scores(
             ],
             "m",
         )
+        await store.activate_version(doc, 1)
         hits = await search.search(SearchQuery(text="What is the capital of Poland?", vector=topic))
     assert hits[0].segment.id == both.id
     assert hits[0].vector_score > 0.9
@@ -101,17 +105,54 @@ async def test_segment_found_by_vector_and_text_ranks_first_with_both_scores(
     assert {hit.segment.id for hit in hits} == {both.id, text_only.id, vector_only.id}
 
 
-async def test_only_the_highest_version_of_a_document_answers(
+async def test_a_document_answers_only_once_a_version_is_activated(
     store: SegmentStore, search: HybridSearch, tenant: str
 ) -> None:
     doc = document()
-    old = make_segment(doc, 0, "Warsaw old parse", version=1)
-    new = make_segment(doc, 0, "Warsaw new parse", version=2)
+    segment = make_segment(doc, 0, "Warsaw first parse")
     with acting_as(tenant):
-        await store.upsert_segments([old, new])
-        await store.upsert_vectors([SegmentVector(old.id, unit_vector(1)), SegmentVector(new.id, unit_vector(2))], "m")
+        await store.upsert_segments([segment])
+        await store.upsert_vectors([SegmentVector(segment.id, unit_vector(1))], "m")
+        assert await search.search(SearchQuery(text="warsaw", vector=unit_vector(1))) == []
+        assert await store.activate_version(doc, 1)
         hits = await search.search(SearchQuery(text="warsaw", vector=unit_vector(1)))
-    assert [hit.segment.id for hit in hits] == [new.id]
+    assert [hit.segment.id for hit in hits] == [segment.id]
+
+
+async def test_only_the_active_version_answers_and_the_swap_is_one_step(
+    store: SegmentStore, search: HybridSearch, tenant: str
+) -> None:
+    doc = document()
+    old = [make_segment(doc, i, f"Warsaw old parse {i}", version=1) for i in range(3)]
+    new = [make_segment(doc, i, f"Warsaw new parse {i}", version=2) for i in range(4)]
+    with acting_as(tenant):
+        await store.upsert_segments(old)
+        await store.activate_version(doc, 1)
+        # the new version is written while the old one answers: searches still see only the old one
+        await store.upsert_segments(new)
+        before = await search.search(SearchQuery(text="warsaw parse", top_k=20))
+        assert await store.activate_version(doc, 2)
+        after = await search.search(SearchQuery(text="warsaw parse", top_k=20))
+        assert not await store.activate_version(doc, 1), "an older version is never activated again"
+        again = await search.search(SearchQuery(text="warsaw parse", top_k=20))
+        assert await store.active_version(doc) == 2
+    assert {hit.segment.version for hit in before} == {1}
+    assert len(before) == 3
+    assert {hit.segment.version for hit in after} == {2}
+    assert len(after) == 4
+    assert {hit.segment.version for hit in again} == {2}
+
+
+async def test_deleting_a_document_forgets_its_active_version(store: SegmentStore, search: HybridSearch, tenant: str) -> None:
+    doc = document()
+    with acting_as(tenant):
+        await store.upsert_segments([make_segment(doc, 0, "warsaw")])
+        await store.activate_version(doc, 1)
+        await store.delete_document(doc)
+        # a worker racing the delete writes a segment afterwards: it never answers
+        await store.upsert_segments([make_segment(doc, 1, "warsaw late")])
+        assert await store.active_version(doc) == 0
+        assert await search.search(SearchQuery(text="warsaw", document_ids=[doc])) == []
 
 
 async def test_search_is_limited_to_the_requested_documents_and_to_the_tenant(
@@ -120,6 +161,8 @@ async def test_search_is_limited_to_the_requested_documents_and_to_the_tenant(
     wanted, unwanted = document(), document()
     with acting_as(tenant):
         await store.upsert_segments([make_segment(wanted, 0, "warsaw"), make_segment(unwanted, 0, "warsaw")])
+        await store.activate_version(wanted, 1)
+        await store.activate_version(unwanted, 1)
         hits = await search.search(SearchQuery(text="warsaw", document_ids=[wanted]))
     with acting_as(f"other-{tenant}"):
         assert await search.search(SearchQuery(text="warsaw", document_ids=[wanted, unwanted])) == []
@@ -130,6 +173,7 @@ async def test_default_top_k_applies_when_none_is_asked(store: SegmentStore, sea
     doc = document()
     with acting_as(tenant):
         await store.upsert_segments([make_segment(doc, i, f"warsaw {i}") for i in range(DEFAULT_TOP_K + 3)])
+        await store.activate_version(doc, 1)
         hits = await search.search(SearchQuery(text="warsaw"))
     assert len(hits) == DEFAULT_TOP_K
 

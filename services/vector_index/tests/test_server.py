@@ -77,6 +77,14 @@ async def test_hybrid_search_finds_a_tenants_segments_and_no_other_tenant_sees_t
     assert reply.upserted == 3
 
     query = pb.SearchRequest(query_text="华沙是哪国的首都", query_vector=topic, top_k=2)
+    assert list((await stub.Search(query, metadata=as_tenant(owner), timeout=10)).hits) == [], "not active yet"
+    stranger = as_tenant(f"b-{uuid.uuid4().hex[:8]}")
+    # another tenant activating the id changes nothing for the owner (the row is the stranger's own)
+    await stub.ActivateVersion(pb.ActivateVersionRequest(document_id=doc, version=1), metadata=stranger, timeout=10)
+    assert list((await stub.Search(query, metadata=as_tenant(owner), timeout=10)).hits) == []
+    await stub.ActivateVersion(
+        pb.ActivateVersionRequest(document_id=doc, version=1), metadata=as_tenant(owner), timeout=10
+    )
     found = await stub.Search(query, metadata=as_tenant(owner), timeout=10)
     assert [hit.segment.id for hit in found.hits] == [segments[0].id, segments[1].id]
     first = found.hits[0]
@@ -86,7 +94,6 @@ async def test_hybrid_search_finds_a_tenants_segments_and_no_other_tenant_sees_t
     assert first.segment.page == 1
     assert list(first.segment.boxes) == [common_pb2.BoundingBox(x0=1, y0=2, x1=3, y1=4)]
 
-    stranger = as_tenant(f"b-{uuid.uuid4().hex[:8]}")
     assert list((await stub.Search(query, metadata=stranger, timeout=10)).hits) == []
     got = await stub.GetSegments(
         pb.GetSegmentsRequest(segment_ids=[s.id for s in segments]), metadata=stranger, timeout=10

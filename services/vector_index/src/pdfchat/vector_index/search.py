@@ -2,7 +2,7 @@
 
 Vectors find paraphrases; full text finds exact names, numbers and rare terms that embeddings blur. Each
 retriever contributes its best candidates under the same filter (the tenant, the requested documents, and
-only the highest version of each document, see `store`), and `fusion` merges the two lists by rank. Either
+only the active version of each document, see `store`), and `fusion` merges the two lists by rank. Either
 part of the query may be missing: a query without a vector is full text only, and the other way round.
 Full-text candidates need no embedding, so a document whose vectors are still being computed already
 answers exact-term queries.

@@ -65,6 +65,12 @@ class VectorIndexServicer(vector_index_pb2_grpc.VectorIndexServiceServicer):
         stats = await self._store.stats(request.document_id, request.version)
         return vector_index_pb2.GetDocumentIndexStatsResponse(segments=stats.segments, embedded=stats.embedded)
 
+    async def ActivateVersion(
+        self, request: vector_index_pb2.ActivateVersionRequest, context: Context
+    ) -> vector_index_pb2.ActivateVersionResponse:
+        await self._store.activate_version(request.document_id, request.version)
+        return vector_index_pb2.ActivateVersionResponse()
+
 
 def segment_from_message(message: vector_index_pb2.Segment) -> Segment:
     return Segment(

@@ -69,11 +69,12 @@ async def init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-# A document's segments count only in its highest version present: after a reprocess, old versions stop
-# answering as soon as the new one has segments, and versions never mix in one result.
-_LATEST_VERSION = """
-    s.version = (SELECT max(l.version) FROM vector_index.segments l
-                 WHERE l.tenant_id = s.tenant_id AND l.document_id = s.document_id)
+# A document's segments answer only in its active version (see `activate_version`): a document whose first
+# version is not READY yet answers nothing, and after a reprocess the old version answers until the new one
+# is activated, in one statement. Versions never mix in one result.
+_ACTIVE_VERSION = """
+    EXISTS (SELECT 1 FROM vector_index.active_versions a
+            WHERE a.tenant_id = s.tenant_id AND a.document_id = s.document_id AND a.version = s.version)
 """
 _DOCUMENT_FILTER = "(cardinality($3::text[]) = 0 OR s.document_id = ANY($3::text[]))"
 
@@ -81,7 +82,7 @@ VECTOR_CANDIDATES_SQL = f"""
 WITH nearest AS MATERIALIZED (
     SELECT s.id, s.embedding <=> $2 AS distance
     FROM vector_index.segments s
-    WHERE s.tenant_id = $1 AND s.embedding IS NOT NULL AND {_DOCUMENT_FILTER} AND {_LATEST_VERSION}
+    WHERE s.tenant_id = $1 AND s.embedding IS NOT NULL AND {_DOCUMENT_FILTER} AND {_ACTIVE_VERSION}
     ORDER BY s.embedding <=> $2
     LIMIT $4
 )
@@ -93,7 +94,7 @@ SELECT id, distance FROM nearest ORDER BY distance + 0, id
 TEXT_CANDIDATES_SQL = f"""
 SELECT s.id, ts_rank_cd(s.search_text, q, 1) AS rank
 FROM vector_index.segments s, to_tsquery('simple', $2) AS q
-WHERE s.tenant_id = $1 AND s.search_text @@ q AND {_DOCUMENT_FILTER} AND {_LATEST_VERSION}
+WHERE s.tenant_id = $1 AND s.search_text @@ q AND {_DOCUMENT_FILTER} AND {_ACTIVE_VERSION}
 ORDER BY rank DESC, s.id
 LIMIT $4
 """
@@ -210,12 +211,22 @@ class SegmentStore:
         return [_segment_from_row(row) for row in rows]
 
     async def delete_document(self, document_id: str, keep_version: int = 0) -> int:
-        """Deletes a document's segments (all versions but `keep_version` when it is set); returns the count."""
+        """Deletes a document's segments (all versions but `keep_version` when it is set); returns the count.
+
+        Without `keep_version` the document is gone: its active version is forgotten too, so segments a late
+        worker writes afterwards never answer (ingestion's sweeper deletes them again later).
+        """
         _check_document_id(document_id)
         if keep_version < 0:
             raise InvalidArgument("keep_version must be positive (or 0 to delete every version)")
         tenant = identity.require().tenant_id
-        async with self._pool.acquire() as conn:
+        async with self._pool.acquire() as conn, conn.transaction():
+            if keep_version == 0:
+                await conn.execute(
+                    "DELETE FROM vector_index.active_versions WHERE tenant_id = $1 AND document_id = $2",
+                    tenant,
+                    document_id,
+                )
             deleted = await conn.fetchval(
                 """
                 WITH deleted AS (
@@ -230,6 +241,51 @@ class SegmentStore:
                 keep_version,
             )
         return int(deleted)
+
+    async def activate_version(self, document_id: str, version: int) -> bool:
+        """Makes `version` the one version of the document that searches see; returns whether it is active.
+
+        Versions only move forward: activating an older version than the active one changes nothing (a late
+        or repeated call after a reprocess cannot bring the old version back) and returns False.
+        """
+        _check_document_id(document_id)
+        if version < 1:
+            raise InvalidArgument("version must be 1 or more")
+        tenant = identity.require().tenant_id
+        async with self._pool.acquire() as conn:
+            active = await conn.fetchval(
+                """
+                INSERT INTO vector_index.active_versions AS a (tenant_id, document_id, version)
+                VALUES ($1, $2, $3)
+                ON CONFLICT (tenant_id, document_id) DO UPDATE
+                    SET version = excluded.version, activated_at = now()
+                    WHERE a.version < excluded.version
+                RETURNING a.version
+                """,
+                tenant,
+                document_id,
+                version,
+            )
+            if active is None:
+                current = await conn.fetchval(
+                    "SELECT version FROM vector_index.active_versions WHERE tenant_id = $1 AND document_id = $2",
+                    tenant,
+                    document_id,
+                )
+                return bool(current == version)
+        return True
+
+    async def active_version(self, document_id: str) -> int:
+        """The version of the document that searches see; 0 when none is active."""
+        _check_document_id(document_id)
+        tenant = identity.require().tenant_id
+        async with self._pool.acquire() as conn:
+            version = await conn.fetchval(
+                "SELECT version FROM vector_index.active_versions WHERE tenant_id = $1 AND document_id = $2",
+                tenant,
+                document_id,
+            )
+        return int(version or 0)
 
     async def stats(self, document_id: str, version: int) -> IndexStats:
         """How many segments one version of a document has, and how many of them are embedded."""
