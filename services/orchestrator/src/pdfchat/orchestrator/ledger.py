@@ -128,6 +128,20 @@ class UsageLedger:
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.error("usage ledger lost %d events at shutdown: %r", self.pending, exc)
 
+    async def cost_since(self, tenant_id: str, since: datetime) -> float:
+        """USD spent by a tenant since `since`: the committed events plus this replica's buffered ones.
+
+        Does not flush: a budget check sits on the request path and must not wait on a write.
+        """
+        async with self._pool.acquire() as conn:
+            committed = await conn.fetchval(
+                f"SELECT coalesce(sum(cost_usd), 0) FROM {SCHEMA}.{TABLE} WHERE tenant_id = $1 AND occurred_at >= $2",
+                tenant_id,
+                since,
+            )
+        buffered = sum(e.cost_usd for e in list(self._pending) if e.tenant_id == tenant_id and e.occurred_at >= since)
+        return float(committed) + buffered
+
     async def usage(self, tenant_id: str, start: datetime | None, end: datetime | None) -> UsageSummary:
         """Totals for one tenant over [start, end); an open bound is unbounded."""
         try:

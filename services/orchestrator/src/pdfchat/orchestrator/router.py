@@ -51,6 +51,8 @@ class Completion:
     usage: TokenUsage
     model: ModelSpec
     provider: str
+    cached: bool = False
+    """Replayed from the response cache, not generated for this request."""
 
 
 @dataclass

@@ -34,6 +34,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             model=end.model.name,
             provider=end.provider,
             finish_reason=end.finish_reason,
+            cached=end.cached,
         )
 
     async def GenerateStream(
@@ -51,6 +52,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
                             usage=to_usage(event.usage, event.model),
                             model=event.model.name,
                             provider=event.provider,
+                            cached=event.cached,
                         ),
                     )
                 else:
@@ -109,6 +111,8 @@ def to_request(spec: orchestrator_pb2.GenerationSpec) -> GenerationRequest:
         model=spec.model,
         temperature=spec.temperature or None,
         max_tokens=spec.max_tokens or None,
+        prompt_template_id=spec.prompt_template_id,
+        prompt_template_version=spec.prompt_template_version,
     )
 
 
