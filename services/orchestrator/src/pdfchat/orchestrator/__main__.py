@@ -10,6 +10,9 @@ from pdfchat.common import db, redis_client
 from pdfchat.common.grpc_server import ServiceSpec, serve
 from pdfchat.common.logs import configure_logging
 from pdfchat.common.settings import port_of
+from pdfchat.orchestrator import document_events
+from pdfchat.orchestrator.budgets import TenantBudgets
+from pdfchat.orchestrator.cache import ResponseCache
 from pdfchat.orchestrator.generation import ModelSpec
 from pdfchat.orchestrator.ledger import SCHEMA, UsageLedger
 from pdfchat.orchestrator.orchestration import Orchestrator
@@ -62,7 +65,30 @@ async def main() -> None:
         flush_interval_seconds=settings.ledger_flush_interval_seconds,
         max_pending=settings.ledger_max_pending,
     )
-    orchestrator = Orchestrator(router, ledger)
+    cache = (
+        ResponseCache(
+            redis,
+            namespace=settings.jobs_namespace,
+            ttl_seconds=settings.cache_ttl_seconds,
+            lock_seconds=settings.cache_lock_seconds,
+            wait_seconds=settings.cache_wait_seconds,
+        )
+        if settings.cache_enabled
+        else None
+    )
+    budgets = TenantBudgets(
+        ledger.cost_since,
+        default_monthly_usd=settings.budget_monthly_usd,
+        tenant_monthly_usd=settings.budget_tenant_monthly_usd,
+        policy=settings.budget_policy,
+        downgrade_model=settings.budget_downgrade_model,
+        refresh_seconds=settings.budget_refresh_seconds,
+    )
+    orchestrator = Orchestrator(router, ledger, cache=cache, budgets=budgets)
+
+    async def invalidate_cached_answers(stop: asyncio.Event) -> None:
+        if cache is not None:
+            await document_events.run(settings.nats_url, settings.jobs_namespace, cache, stop)
 
     async def stop() -> None:
         for provider in router.providers:
@@ -79,7 +105,7 @@ async def main() -> None:
             ),
             service_names=(SERVICE_NAME,),
             dependency_checks=(lambda: db.check(pool), lambda: redis_client.check(redis)),
-            background=(ledger.run,),
+            background=(ledger.run, invalidate_cached_answers),
             on_stop=stop,
         ),
         settings,

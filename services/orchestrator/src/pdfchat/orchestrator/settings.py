@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import model_validator
+from typing import Literal
 
-from pdfchat.common.settings import CommonSettings, DatabaseSettings, RedisSettings, ServiceAddresses
+from pydantic import Field, model_validator
+
+from pdfchat.common.settings import CommonSettings, DatabaseSettings, NatsSettings, RedisSettings, ServiceAddresses
 
 
-class OrchestratorSettings(CommonSettings, DatabaseSettings, RedisSettings, ServiceAddresses):
+class OrchestratorSettings(CommonSettings, DatabaseSettings, NatsSettings, RedisSettings, ServiceAddresses):
     llm_base_url: str | None = None
     """OpenAI-compatible endpoint (`PDFCHAT_LLM_BASE_URL`, e.g. `https://api.openai.com/v1`). Unset: the
     extractive provider answers by quoting the retrieved passages."""
@@ -34,6 +36,27 @@ class OrchestratorSettings(CommonSettings, DatabaseSettings, RedisSettings, Serv
     """Events per INSERT batch; a full batch is written without waiting for the interval."""
     ledger_max_pending: int = 50_000
     """Events buffered while Postgres is unreachable before the oldest are dropped (and logged)."""
+
+    cache_enabled: bool = True
+    """Exact response cache in Redis (keyed by tenant, model family, decoding parameters, prompt template
+    and the passages' segment ids and document versions), with single-flight for identical requests."""
+    cache_ttl_seconds: float = 86_400.0
+    """How long a cached answer is kept; document events drop it sooner when a cited document changes."""
+    cache_wait_seconds: float = 60.0
+    """How long a request waits for an identical one in flight before calling upstream itself."""
+    cache_lock_seconds: float = 150.0
+    """Expiry of the single-flight lock, should the replica holding it die."""
+
+    budget_monthly_usd: float | None = None
+    """Default monthly LLM budget per tenant in USD; unset: unlimited."""
+    budget_tenant_monthly_usd: dict[str, float] = Field(default={})
+    """Budgets of named tenants, as JSON: `{"acme": 50, "trial-1": 1.5}`; they override the default."""
+    budget_policy: Literal["downgrade", "refuse"] = "downgrade"
+    """What happens once a tenant's budget is spent: a cheaper model, or RESOURCE_EXHAUSTED."""
+    budget_downgrade_model: str = "extractive"
+    """The model a tenant over budget is downgraded to (the free extractive provider by default)."""
+    budget_refresh_seconds: float = 5.0
+    """How often a replica re-reads a tenant's spend from the ledger."""
 
     @model_validator(mode="after")
     def _check_llm(self) -> OrchestratorSettings:
