@@ -6,7 +6,7 @@ cache answers, or makes this request the one that calls upstream for every ident
 flight (single-flight), or lets it call uncached after waiting too long; then the router.
 
 Every request leaves exactly one usage event for the calling tenant, whether it completed, was answered
-from the cache (`cached`, no tokens, no cost), broke after its first token (`interrupted`, with the
+from the cache (`cached`: the tokens it delivered, at no cost), broke after its first token (`interrupted`, with the
 partial usage), was abandoned by the caller (`cancelled`) or failed (`error`). The event is buffered in
 the ledger, never awaited on the hot path.
 """
@@ -172,8 +172,8 @@ class _Meter:
                 occurred_at=datetime.now(UTC),
                 model=self.hit.model,
                 provider=self.hit.provider,
-                input_tokens=0,
-                output_tokens=0,
+                input_tokens=self.hit.input_tokens,
+                output_tokens=self.hit.output_tokens,
                 cost_usd=0.0,
                 latency_ms=round((now - self.started) * 1000),
                 first_token_ms=None,
