@@ -58,12 +58,18 @@ class FakeSegmentIndex:
     """Records vector_index calls; `failing` makes them raise like an unreachable service."""
 
     calls: list[tuple[str, int]] = field(default_factory=list)
+    activations: list[tuple[str, int]] = field(default_factory=list)
     failing: bool = False
 
     async def delete_document_segments(self, document_id: str, keep_version: int = 0) -> None:
         if self.failing:
             raise ConnectionError("vector_index unavailable")
         self.calls.append((document_id, keep_version))
+
+    async def activate_version(self, document_id: str, version: int) -> None:
+        if self.failing:
+            raise ConnectionError("vector_index unavailable")
+        self.activations.append((document_id, version))
 
 
 @dataclass
@@ -73,10 +79,10 @@ class FlakyPublisher:
     inner: ParseJobPublisher
     failing: bool = False
 
-    async def publish(self, document: object, request_id: str) -> None:
+    async def publish(self, document: object, request_id: str, password: str = "") -> None:
         if self.failing:
             raise ConnectionError("nats: no servers available")
-        await self.inner.publish(document, request_id)  # type: ignore[arg-type]
+        await self.inner.publish(document, request_id, password)  # type: ignore[arg-type]
 
 
 @dataclass

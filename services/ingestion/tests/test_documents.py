@@ -1,4 +1,4 @@
-"""Unit tests of the stage state machine and list pagination helpers (no network)."""
+"""Unit tests of the stage state machine (with page-range accounting) and list pagination helpers (no network)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pdfchat.ingestion.documents import (
     encode_page_token,
     page_size_of,
 )
+from pdfchat.ingestion.ranges import PageRange
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 S = DocumentStatus
@@ -53,42 +54,78 @@ def report(status: DocumentStatus, version: int = 1, **progress: int) -> Progres
     return ProgressReport(version=version, status=status, progress=Progress(**progress))
 
 
+def ranges(*spans: tuple[int, int, int]) -> list[PageRange]:
+    return [PageRange(start, end, segments) for start, end, segments in spans]
+
+
 def test_parsing_report_moves_a_queued_document_to_parsing_with_its_page_count() -> None:
     after = advance(document(), report(S.PARSING, pages_total=12, pages_done=3))
     assert after.status == S.PARSING
-    assert after.progress == Progress(pages_total=12, pages_done=3)
+    assert after.progress == Progress(pages_total=12), "pages done come from finished ranges, not from claims"
 
 
-def test_embedding_becomes_ready_once_every_chunk_is_embedded() -> None:
-    embedding = advance(document(S.PARSING), report(S.EMBEDDING, pages_total=2, pages_done=2, chunks_total=10))
-    assert embedding.status == S.EMBEDDING
-    halfway = advance(embedding, report(S.EMBEDDING, chunks_done=5))
+def test_pages_done_are_the_pages_the_finished_ranges_cover() -> None:
+    planned = document(S.PARSING, progress=Progress(pages_total=10))
+    after = advance(planned, report(S.PARSING), ranges((1, 4, 7), (9, 10, 2)))
+    assert after.status == S.PARSING
+    assert after.progress == Progress(pages_total=10, pages_done=6, chunks_total=9)
+
+
+def test_parsing_completes_when_the_ranges_cover_every_page_and_then_embedding_decides() -> None:
+    planned = document(S.PARSING, progress=Progress(pages_total=8))
+    parsed = advance(planned, report(S.PARSING), ranges((1, 4, 6), (5, 8, 4)))
+    assert parsed.status == S.EMBEDDING
+    assert parsed.progress == Progress(pages_total=8, pages_done=8, chunks_total=10)
+    halfway = advance(parsed, report(S.EMBEDDING, chunks_total=10, chunks_done=5), ranges((1, 4, 6), (5, 8, 4)))
     assert halfway.status == S.EMBEDDING
-    done = advance(halfway, report(S.EMBEDDING, chunks_done=10))
+    done = advance(halfway, report(S.EMBEDDING, chunks_total=10, chunks_done=10), ranges((1, 4, 6), (5, 8, 4)))
     assert done.status == S.READY
-    assert done.progress == Progress(pages_total=2, pages_done=2, chunks_total=10, chunks_done=10)
 
 
-def test_embedding_without_a_chunk_total_is_not_ready() -> None:
-    assert advance(document(S.PARSING), report(S.EMBEDDING, chunks_done=3)).status == S.EMBEDDING
+def test_embedding_every_segment_stored_so_far_is_not_ready_while_pages_are_still_parsing() -> None:
+    # embedding's chunks_total is the count stored so far: 6 of 6 embedded while pages 5-8 are unparsed
+    planned = document(S.PARSING, progress=Progress(pages_total=8))
+    after = advance(planned, report(S.EMBEDDING, chunks_total=6, chunks_done=6), ranges((1, 4, 6)))
+    assert after.status == S.PARSING
+    assert after.progress == Progress(pages_total=8, pages_done=4, chunks_total=6, chunks_done=6)
+    last = advance(after, report(S.PARSING), ranges((1, 4, 6), (5, 8, 3)))
+    assert (last.status, last.progress.chunks_total) == (S.EMBEDDING, 9)
 
 
-def test_ready_without_chunks_is_allowed_for_a_document_without_text() -> None:
-    after = advance(document(S.PARSING), report(S.READY, pages_total=3, pages_done=3))
+def test_embedding_that_finished_before_the_last_range_makes_the_document_ready_with_that_range() -> None:
+    before = document(S.PARSING, progress=Progress(pages_total=4, pages_done=2, chunks_total=5, chunks_done=5))
+    after = advance(before, report(S.PARSING), ranges((1, 2, 3), (3, 4, 2)))
     assert after.status == S.READY
-    assert after.progress.chunks_total == 0
+    assert after.progress == Progress(pages_total=4, pages_done=4, chunks_total=5, chunks_done=5)
 
 
-def test_late_parsing_report_does_not_move_an_embedding_document_back_but_counts_its_pages() -> None:
-    before = document(S.EMBEDDING, progress=Progress(pages_total=10, pages_done=6, chunks_total=40, chunks_done=2))
-    after = advance(before, report(S.PARSING, pages_total=10, pages_done=8))
+def test_ranges_without_segments_make_a_document_without_text_ready() -> None:
+    planned = document(S.PARSING, progress=Progress(pages_total=3))
+    after = advance(planned, report(S.PARSING), ranges((1, 3, 0)))
+    assert after.status == S.READY
+    assert after.progress == Progress(pages_total=3, pages_done=3)
+
+
+def test_a_claimed_ready_does_not_make_a_document_ready_before_its_pages_are_parsed() -> None:
+    planned = document(S.PARSING, progress=Progress(pages_total=3))
+    assert advance(planned, report(S.READY, chunks_total=1, chunks_done=1), ranges((1, 1, 1))).status == S.PARSING
+
+
+def test_the_page_count_is_the_first_one_reported() -> None:
+    planned = document(S.PARSING, progress=Progress(pages_total=3))
+    after = advance(planned, report(S.PARSING, pages_total=7), ranges((1, 3, 2)))
+    assert (after.progress.pages_total, after.status) == (3, S.EMBEDDING)
+
+
+def test_late_parsing_report_does_not_move_an_embedding_document_back() -> None:
+    before = document(S.EMBEDDING, progress=Progress(pages_total=2, pages_done=2, chunks_total=4, chunks_done=1))
+    after = advance(before, report(S.PARSING, pages_total=2), ranges((1, 2, 4)))
     assert after.status == S.EMBEDDING
-    assert after.progress.pages_done == 8
 
 
 def test_progress_counters_never_decrease_within_a_version() -> None:
     before = document(S.EMBEDDING, progress=Progress(pages_total=4, pages_done=4, chunks_total=20, chunks_done=9))
-    after = advance(before, report(S.EMBEDDING, chunks_done=7))
+    after = advance(before, report(S.EMBEDDING, chunks_done=7), ranges((1, 4, 20)))
     assert after.progress.chunks_done == 9
 
 
@@ -96,7 +133,7 @@ def test_progress_counters_never_decrease_within_a_version() -> None:
 @pytest.mark.parametrize("late", [S.PARSING, S.EMBEDDING, S.READY, S.FAILED])
 def test_final_document_of_the_same_version_never_changes(final: DocumentStatus, late: DocumentStatus) -> None:
     before = document(final, progress=Progress(pages_total=1, pages_done=1, chunks_total=1, chunks_done=1))
-    assert advance(before, report(late, pages_total=5, chunks_total=9)) == before
+    assert advance(before, report(late, pages_total=5, chunks_total=9), ranges((1, 1, 9))) == before
 
 
 def test_report_for_another_version_is_ignored() -> None:

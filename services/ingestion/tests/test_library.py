@@ -13,6 +13,7 @@ from pdfchat.common.errors import InvalidArgument, NotFound, PayloadTooLarge
 from pdfchat.common.identity import Identity
 from pdfchat.ingestion.documents import DocumentStatus, Progress, ProgressReport
 from pdfchat.ingestion.library import UploadRequest
+from pdfchat.ingestion.ranges import PageRange
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -199,7 +200,12 @@ async def test_reprocess_starts_a_new_version_and_ignores_reports_of_the_old_one
     stale = await harness.library.report_progress(tenant, document.id, ProgressReport(1, S.PARSING))
     assert (stale.status, stale.version) == (S.QUEUED, 2)
 
-    await harness.library.report_progress(tenant, document.id, ProgressReport(2, S.READY))
+    # version 2 has one page without text: READY as soon as its range is in
+    ready = await harness.library.report_progress(
+        tenant, document.id, ProgressReport(2, S.PARSING, Progress(pages_total=1), range_result=PageRange(1, 1, 0))
+    )
+    assert ready.status == S.READY
+    assert harness.segments.activations == [(document.id, 2)], "the READY version is swapped in"
     assert harness.segments.calls == [(document.id, 2)], "segments of older versions are dropped once READY"
 
 
@@ -208,12 +214,13 @@ async def test_progress_reports_move_the_document_to_ready(harness: Harness, ten
         await harness.library.upload(Identity(tenant_id=tenant), UploadRequest("a.pdf"), stream(tiny_pdf()))
     ).document
     steps = [
-        ProgressReport(1, S.PARSING, Progress(pages_total=3, pages_done=1)),
-        ProgressReport(1, S.EMBEDDING, Progress(pages_total=3, pages_done=3, chunks_total=4)),
-        ProgressReport(1, S.EMBEDDING, Progress(chunks_done=4)),
+        ProgressReport(1, S.PARSING, Progress(pages_total=3)),
+        ProgressReport(1, S.PARSING, Progress(pages_total=3), range_result=PageRange(1, 3, 4)),
+        ProgressReport(1, S.EMBEDDING, Progress(chunks_total=4, chunks_done=4)),
     ]
     statuses = [(await harness.library.report_progress(tenant, document.id, step)).status for step in steps]
     assert statuses == [S.PARSING, S.EMBEDDING, S.READY]
+    assert harness.segments.activations == [(document.id, 1)], "a first version answers once READY"
     late = await harness.library.report_progress(tenant, document.id, ProgressReport(1, S.PARSING))
     assert late.status == S.READY
 
@@ -232,17 +239,28 @@ async def test_watch_yields_the_current_state_then_each_change_until_ready(harne
         await harness.library.upload(Identity(tenant_id=tenant), UploadRequest("a.pdf"), stream(tiny_pdf()))
     ).document
     states = harness.library.watch(tenant, document.id)
-    received = [(await anext(states)).status]
+    first = await anext(states)
+    received = [(first.status, first.progress.pages_done, first.progress.chunks_done)]
     for step in (
-        ProgressReport(1, S.PARSING, Progress(pages_total=1)),
-        ProgressReport(1, S.EMBEDDING, Progress(pages_done=1, chunks_total=2)),
-        ProgressReport(1, S.EMBEDDING, Progress(chunks_done=2)),
+        ProgressReport(1, S.PARSING, Progress(pages_total=2)),
+        ProgressReport(1, S.PARSING, range_result=PageRange(1, 1, 1)),
+        ProgressReport(1, S.PARSING, range_result=PageRange(2, 2, 1)),
+        ProgressReport(1, S.EMBEDDING, Progress(chunks_total=2, chunks_done=1)),
+        ProgressReport(1, S.EMBEDDING, Progress(chunks_total=2, chunks_done=2)),
     ):
         next_state = asyncio.ensure_future(anext(states))
         await harness.library.report_progress(tenant, document.id, step)
         # The harness resyncs only every 30 s: a change seen within 3 s was pushed.
-        received.append((await asyncio.wait_for(next_state, 3)).status)
-    assert received == [S.QUEUED, S.PARSING, S.EMBEDDING, S.READY]
+        state = await asyncio.wait_for(next_state, 3)
+        received.append((state.status, state.progress.pages_done, state.progress.chunks_done))
+    assert received == [
+        (S.QUEUED, 0, 0),
+        (S.PARSING, 0, 0),
+        (S.PARSING, 1, 0),
+        (S.EMBEDDING, 2, 0),
+        (S.EMBEDDING, 2, 1),
+        (S.READY, 2, 2),
+    ]
     with pytest.raises(StopAsyncIteration):
         await asyncio.wait_for(anext(states), 3)
 

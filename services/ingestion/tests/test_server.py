@@ -35,6 +35,7 @@ Status = common_pb2.DocumentStatus
 @dataclass
 class RecordingVectorIndex(vector_index_pb2_grpc.VectorIndexServiceServicer):
     deletes: list[tuple[str, int, str]] = field(default_factory=list)
+    activations: list[tuple[str, int, str]] = field(default_factory=list)
 
     async def DeleteDocumentSegments(
         self, request: vector_index_pb2.DeleteDocumentSegmentsRequest, context: grpc.aio.ServicerContext
@@ -42,6 +43,13 @@ class RecordingVectorIndex(vector_index_pb2_grpc.VectorIndexServiceServicer):
         tenant = dict(context.invocation_metadata() or ()).get(TENANT_KEY, "")
         self.deletes.append((request.document_id, request.keep_version, str(tenant)))
         return vector_index_pb2.DeleteDocumentSegmentsResponse(deleted=3)
+
+    async def ActivateVersion(
+        self, request: vector_index_pb2.ActivateVersionRequest, context: grpc.aio.ServicerContext
+    ) -> vector_index_pb2.ActivateVersionResponse:
+        tenant = dict(context.invocation_metadata() or ()).get(TENANT_KEY, "")
+        self.activations.append((request.document_id, request.version, str(tenant)))
+        return vector_index_pb2.ActivateVersionResponse()
 
 
 @dataclass
@@ -118,14 +126,20 @@ async def report(
     caller: Identity,
     document: ingestion_pb2.Document,
     status: int,
+    range_result: tuple[int, int, int] | None = None,
     **progress: int,
 ) -> ingestion_pb2.Document:
+    finished = None
+    if range_result is not None:
+        start, end, segments = range_result
+        finished = ingestion_pb2.PageRangeResult(page_start=start, page_end=end, segments=segments)
     reply = await stub.ReportProgress(
         ingestion_pb2.ReportProgressRequest(
             document_id=document.id,
             version=document.version,
             status=status,  # type: ignore[arg-type]
             progress=ingestion_pb2.DocumentProgress(**progress),
+            range_result=finished,
         ),
         metadata=as_tenant(Identity(tenant_id=caller.tenant_id)),
         timeout=10,
@@ -228,7 +242,7 @@ async def test_call_without_tenant_is_unauthenticated(stub: ingestion_pb2_grpc.I
 
 
 async def test_progress_reports_reach_ready_and_the_watch_stream_yields_each_change(
-    stub: ingestion_pb2_grpc.IngestionServiceStub, caller: Identity
+    stub: ingestion_pb2_grpc.IngestionServiceStub, caller: Identity, vector_index: FakeVectorIndex
 ) -> None:
     document = (await upload(stub, caller, tiny_pdf())).document
     watch = stub.WatchDocument(
@@ -238,13 +252,17 @@ async def test_progress_reports_reach_ready_and_the_watch_stream_yields_each_cha
     first = await asyncio.wait_for(anext(states), 5)
     assert first.document.status == Status.DOCUMENT_STATUS_QUEUED
 
-    parsing = await report(stub, caller, document, Status.DOCUMENT_STATUS_PARSING, pages_total=4, pages_done=1)
+    parsing = await report(stub, caller, document, Status.DOCUMENT_STATUS_PARSING, pages_total=4)
     assert (parsing.status, parsing.pages) == (Status.DOCUMENT_STATUS_PARSING, 4)
     assert (await asyncio.wait_for(anext(states), 5)).document.status == Status.DOCUMENT_STATUS_PARSING
 
-    embedding = await report(
-        stub, caller, document, Status.DOCUMENT_STATUS_EMBEDDING, pages_total=4, pages_done=4, chunks_total=6
-    )
+    half = await report(stub, caller, document, Status.DOCUMENT_STATUS_PARSING, range_result=(3, 4, 2))
+    assert (half.status, half.progress.pages_done) == (Status.DOCUMENT_STATUS_PARSING, 2)
+    assert (await asyncio.wait_for(anext(states), 5)).document.progress.pages_done == 2
+    again = await report(stub, caller, document, Status.DOCUMENT_STATUS_PARSING, range_result=(3, 4, 2))
+    assert again.progress == half.progress, "a repeated range report changes nothing"
+
+    embedding = await report(stub, caller, document, Status.DOCUMENT_STATUS_PARSING, range_result=(1, 2, 4))
     assert embedding.status == Status.DOCUMENT_STATUS_EMBEDDING
     assert (await asyncio.wait_for(anext(states), 5)).document.status == Status.DOCUMENT_STATUS_EMBEDDING
 
@@ -253,6 +271,7 @@ async def test_progress_reports_reach_ready_and_the_watch_stream_yields_each_cha
     assert ready.progress == ingestion_pb2.DocumentProgress(pages_total=4, pages_done=4, chunks_total=6, chunks_done=6)
     final = await asyncio.wait_for(anext(states), 5)
     assert final.document.status == Status.DOCUMENT_STATUS_READY
+    assert (document.id, 1, caller.tenant_id) in vector_index.servicer.activations
     with pytest.raises(StopAsyncIteration):
         await asyncio.wait_for(anext(states), 5)
 

@@ -143,7 +143,9 @@ async def test_only_the_active_version_answers_and_the_swap_is_one_step(
     assert {hit.segment.version for hit in again} == {2}
 
 
-async def test_deleting_a_document_forgets_its_active_version(store: SegmentStore, search: HybridSearch, tenant: str) -> None:
+async def test_deleting_a_document_forgets_its_active_version(
+    store: SegmentStore, search: HybridSearch, tenant: str
+) -> None:
     doc = document()
     with acting_as(tenant):
         await store.upsert_segments([make_segment(doc, 0, "warsaw")])

@@ -5,15 +5,26 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import httpx
+
 from pdfchat.common import db, grpc_client, jetstream
 from pdfchat.common.grpc_server import ServiceSpec, serve
 from pdfchat.common.logs import configure_logging
 from pdfchat.common.object_store import S3ObjectStore, create_object_store
 from pdfchat.common.settings import port_of
 from pdfchat.ingestion import server
+from pdfchat.ingestion.callbacks import (
+    CallbackOutbox,
+    CallbackSender,
+    RetryPolicy,
+    WebhookSecrets,
+    run_callback_sender,
+)
+from pdfchat.ingestion.dead_letters import run_dead_letter_consumer
 from pdfchat.ingestion.documents import DocumentRepository
 from pdfchat.ingestion.jobs import ParseJobPublisher
-from pdfchat.ingestion.library import DocumentLibrary, run_reconciler
+from pdfchat.ingestion.library import DocumentLibrary, Lifecycle, run_reconciler
+from pdfchat.ingestion.passwords import PasswordBox
 from pdfchat.ingestion.settings import IngestionSettings
 from pdfchat.ingestion.watch import DocumentChanges
 
@@ -45,6 +56,25 @@ async def main() -> None:
         max_upload_bytes=settings.max_upload_bytes,
         upload_temp_dir=settings.upload_temp_dir,
         watch_resync_seconds=settings.watch_resync_seconds,
+        passwords=PasswordBox(settings.password_encryption_key),
+        lifecycle=Lifecycle(
+            stuck_after_seconds=settings.stuck_after_seconds,
+            max_parse_attempts=settings.max_parse_attempts,
+            sweep_delay_seconds=settings.sweep_delay_seconds,
+        ),
+    )
+    http = httpx.AsyncClient(follow_redirects=False)
+    callbacks = CallbackSender(
+        CallbackOutbox(pool),
+        WebhookSecrets(settings.webhook_secret, settings.webhook_tenant_secrets),
+        RetryPolicy(
+            max_attempts=settings.callback_max_attempts,
+            backoff_seconds=settings.callback_backoff_seconds,
+            backoff_max_seconds=settings.callback_backoff_max_seconds,
+            timeout_seconds=settings.callback_timeout_seconds,
+            lease_seconds=settings.callback_timeout_seconds * 3,
+        ),
+        http,
     )
 
     async def database_answers() -> None:
@@ -62,7 +92,14 @@ async def main() -> None:
             older_than_seconds=settings.reconcile_after_seconds,
         )
 
+    async def callback_sender(stop: asyncio.Event) -> None:
+        await run_callback_sender(callbacks, stop, interval_seconds=settings.callback_interval_seconds)
+
+    async def dead_letters(stop: asyncio.Event) -> None:
+        await run_dead_letter_consumer(js, queues, library, stop)
+
     async def on_stop() -> None:
+        await http.aclose()
         await grpc_client.close_all()
         await nats.drain()
         await pool.close()
@@ -75,7 +112,7 @@ async def main() -> None:
         ),
         service_names=(server.SERVICE_NAME,),
         dependency_checks=(database_answers, nats_connected),
-        background=(changes.run, reconciler),
+        background=(changes.run, reconciler, callback_sender, dead_letters),
         on_stop=on_stop,
     )
     await serve(spec, settings)

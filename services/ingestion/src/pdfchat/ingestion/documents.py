@@ -2,14 +2,18 @@
 
 A document moves QUEUED -> PARSING -> EMBEDDING -> READY, or to FAILED from any stage. Each upload or
 reprocess starts a new `version`; workers report progress for the version their job names, so reports
-of an older version (a job still running when the document was reprocessed) change nothing. Stages only
-move forward within a version: parse and embed run concurrently (embed batches start while later pages
-are still parsing), so reports arrive out of order, and a late PARSING report must not pull an
-EMBEDDING document back. Progress counters take the larger of the stored and the reported value for the
-same reason.
+of an older version (a job still running when the document was reprocessed) change nothing.
+
+The stage is derived, not taken from the reports: parse and embed run concurrently (embed batches start
+while later page ranges are still parsing), and every job may be delivered more than once, so reports
+arrive duplicated and out of order. Ingestion records each finished page range once (see `ranges`) and
+decides: PARSING until the ranges cover every page, then EMBEDDING until the embedded count reaches the
+segment count of all ranges, then READY (at once when the ranges produced no segments: a document without
+text). Only FAILED is taken as reported. Counters never decrease within a version.
 
 Every change commits together with `pg_notify('ingestion_documents', id)`, which is what watchers
-(see `watch`) wake up on, in this replica or any other.
+(see `watch`) wake up on, in this replica or any other; a version that becomes READY or FAILED with a
+callback URL also writes its outcome to the callback outbox in the same transaction (see `callbacks`).
 """
 
 from __future__ import annotations
@@ -27,9 +31,13 @@ from typing import Any
 import asyncpg
 
 from pdfchat.common.errors import InvalidArgument, NotFound
+from pdfchat.ingestion.callbacks import outcome_body
+from pdfchat.ingestion.ranges import PageRange, coverage
 
 NOTIFY_CHANNEL = "ingestion_documents"
 TABLE = "ingestion.documents"
+RANGES = "ingestion.page_ranges"
+CALLBACKS = "ingestion.callback_deliveries"
 
 
 class DocumentStatus(StrEnum):
@@ -83,6 +91,10 @@ class Document:
     created_at: datetime
     updated_at: datetime
     deleted_at: datetime | None = None
+    parse_attempts: int = 1
+    """How often the parse job of this version was published by the reconciler (the first publish counts)."""
+    activated_version: int = 0
+    """The version vector_index answers with; 0 before the first READY version was activated."""
 
     @property
     def is_final(self) -> bool:
@@ -118,6 +130,8 @@ class Document:
             created_at=row["created_at"],
             updated_at=row["updated_at"],
             deleted_at=row["deleted_at"],
+            parse_attempts=row["parse_attempts"],
+            activated_version=row["activated_version"],
         )
 
 
@@ -130,14 +144,18 @@ class ProgressReport:
     progress: Progress = Progress()
     error: str = ""
     failed_stage: str = ""
+    range_result: PageRange | None = None
+    """Set when a page range finished parsing."""
 
 
-def advance(document: Document, report: ProgressReport) -> Document:
-    """The document after `report`; the same document when the report must change nothing.
+def advance(document: Document, report: ProgressReport, ranges: Sequence[PageRange] = ()) -> Document:
+    """The document after `report`, given the finished page ranges of its version (`report`'s included).
 
-    Ignored: reports for another version, for a deleted document, and any report once the version is
-    READY or FAILED. A stage never moves back; READY follows EMBEDDING once every chunk is embedded;
-    READY may also be reported directly (a document without text has no chunks).
+    Returns the same document when the report must change nothing: reports for another version, for a
+    deleted document, and any report once the version is READY or FAILED. The page count is the first one
+    reported; pages done and, once parsing is complete, the segment count come from `ranges`; the embedded
+    count is the largest reported (embedding reports absolute counts). The reported status counts only when
+    it is FAILED (see the module docstring).
 
     Raises:
         InvalidArgument: the report names a status a worker cannot report (QUEUED).
@@ -147,21 +165,29 @@ def advance(document: Document, report: ProgressReport) -> Document:
     if document.is_deleted or report.version != document.version or document.is_final:
         return document
     current, reported = document.progress, report.progress
+    pages_total = current.pages_total or reported.pages_total
+    parsed = coverage(ranges, pages_total)
+    chunks_done = max(current.chunks_done, reported.chunks_done)
+    if parsed.complete:
+        chunks_total = parsed.segments
+    else:
+        # embedding counts the segments stored so far: a lower bound while pages are still being parsed
+        chunks_total = max(current.chunks_total, reported.chunks_total, parsed.segments)
     progress = Progress(
-        pages_total=max(current.pages_total, reported.pages_total),
-        pages_done=max(current.pages_done, reported.pages_done),
-        chunks_total=max(current.chunks_total, reported.chunks_total),
-        chunks_done=max(current.chunks_done, reported.chunks_done),
+        pages_total=pages_total,
+        pages_done=max(current.pages_done, parsed.pages_done),
+        chunks_total=chunks_total,
+        chunks_done=chunks_done,
     )
-    status = document.status
-    if _STAGE_ORDER[report.status] >= _STAGE_ORDER[status]:
-        status = report.status
-    if status == DocumentStatus.EMBEDDING and 0 < progress.chunks_total <= progress.chunks_done:
-        status = DocumentStatus.READY
     error, failed_stage = document.error, document.failed_stage
-    if status == DocumentStatus.FAILED:
+    if report.status == DocumentStatus.FAILED:
+        status = DocumentStatus.FAILED
         error = report.error.strip() or "processing failed"
         failed_stage = report.failed_stage.strip()
+    elif parsed.complete:
+        status = DocumentStatus.READY if chunks_done >= chunks_total else DocumentStatus.EMBEDDING
+    else:
+        status = DocumentStatus.PARSING
     return dataclasses.replace(document, status=status, progress=progress, error=error, failed_stage=failed_stage)
 
 
@@ -177,6 +203,7 @@ class NewDocument:
     object_key: str
     idempotency_key: str | None
     callback_url: str
+    password_encrypted: str | None = None
 
 
 @dataclass(frozen=True)
@@ -225,6 +252,44 @@ async def _notify(conn: Any, document_id: str) -> None:
     await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, document_id)
 
 
+async def _save(conn: Any, before: Document, updated: Document) -> Document:
+    """Writes a document's new state in the caller's transaction, wakes watchers, and queues the outcome
+    callback when the version has just become final."""
+    row = await conn.fetchrow(
+        f"""
+        UPDATE {TABLE}
+        SET status = $2, pages = $3, pages_done = $4, chunks_total = $5, chunks_done = $6,
+            error = $7, failed_stage = $8, updated_at = now()
+        WHERE id = $1
+        RETURNING *
+        """,
+        updated.id,
+        updated.status.value,
+        updated.progress.pages_total,
+        updated.progress.pages_done,
+        updated.progress.chunks_total,
+        updated.progress.chunks_done,
+        updated.error,
+        updated.failed_stage,
+    )
+    saved = Document.from_row(_returned(row))
+    await _notify(conn, saved.id)
+    if saved.is_final and not before.is_final and saved.callback_url:
+        await conn.execute(
+            f"""
+            INSERT INTO {CALLBACKS} (tenant_id, document_id, version, url, body)
+            VALUES ($1, $2, $3, $4, $5)
+            ON CONFLICT (document_id, version) DO NOTHING
+            """,
+            saved.tenant_id,
+            saved.id,
+            saved.version,
+            saved.callback_url,
+            outcome_body(saved),
+        )
+    return saved
+
+
 class DocumentRepository:
     """The `ingestion.documents` table. Every read and write names the tenant."""
 
@@ -264,8 +329,8 @@ class DocumentRepository:
             row = await conn.fetchrow(
                 f"""
                 INSERT INTO {TABLE} (id, tenant_id, user_id, filename, content_type, size_bytes, sha256,
-                                     object_key, idempotency_key, callback_url)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                                     object_key, idempotency_key, callback_url, password_encrypted)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                 RETURNING *
                 """,
                 new.id,
@@ -278,6 +343,7 @@ class DocumentRepository:
                 new.object_key,
                 new.idempotency_key,
                 new.callback_url,
+                new.password_encrypted,
             )
             await _notify(conn, new.id)
         return Document.from_row(_returned(row))
@@ -319,16 +385,19 @@ class DocumentRepository:
             version,
         )
 
-    async def mark_deleted(self, tenant_id: str, document_id: str) -> Document:
+    async def mark_deleted(self, tenant_id: str, document_id: str, sweep_delay_seconds: float = 0.0) -> Document:
+        """Hides the document and schedules a second clean-up of its segments after `sweep_delay_seconds`."""
         async with self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 f"""
-                UPDATE {TABLE} SET deleted_at = now(), updated_at = now()
+                UPDATE {TABLE}
+                SET deleted_at = now(), updated_at = now(), sweep_after = now() + make_interval(secs => $3)
                 WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL
                 RETURNING *
                 """,
                 document_id,
                 tenant_id,
+                sweep_delay_seconds,
             )
             if row is None:
                 raise _not_found(document_id)
@@ -345,7 +414,8 @@ class DocumentRepository:
                 f"""
                 UPDATE {TABLE}
                 SET version = version + 1, status = 'QUEUED', pages = 0, pages_done = 0, chunks_total = 0,
-                    chunks_done = 0, error = '', failed_stage = '', job_published_at = NULL, updated_at = now()
+                    chunks_done = 0, error = '', failed_stage = '', job_published_at = NULL, parse_attempts = 1,
+                    updated_at = now()
                 WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL
                 RETURNING *
                 """,
@@ -360,6 +430,7 @@ class DocumentRepository:
     async def apply_report(self, tenant_id: str, document_id: str, report: ProgressReport) -> tuple[Document, Document]:
         """Applies a worker's report under a row lock (replicas report concurrently).
 
+        A page range in the report is recorded once (a repeated report of the same range changes nothing).
         Returns the document before and after the report. A deleted document is returned as it is (the
         report is ignored), so a late worker does not fail.
         """
@@ -370,28 +441,113 @@ class DocumentRepository:
             if row is None:
                 raise _not_found(document_id)
             current = Document.from_row(row)
-            updated = advance(current, report)
+            if current.is_deleted or report.version != current.version or current.is_final:
+                return current, current
+            if report.range_result is not None:
+                finished = report.range_result.check()
+                await conn.execute(
+                    f"""
+                    INSERT INTO {RANGES} (document_id, version, page_start, page_end, segments, tenant_id)
+                    VALUES ($1, $2, $3, $4, $5, $6)
+                    ON CONFLICT (document_id, version, page_start) DO NOTHING
+                    """,
+                    document_id,
+                    current.version,
+                    finished.start,
+                    finished.end,
+                    finished.segments,
+                    tenant_id,
+                )
+            ranges = [
+                PageRange(r["page_start"], r["page_end"], r["segments"])
+                for r in await conn.fetch(
+                    f"SELECT page_start, page_end, segments FROM {RANGES} WHERE document_id = $1 AND version = $2",
+                    document_id,
+                    current.version,
+                )
+            ]
+            updated = advance(current, report, ranges)
             if updated == current:
                 return current, current
-            row = await conn.fetchrow(
-                f"""
-                UPDATE {TABLE}
-                SET status = $2, pages = $3, pages_done = $4, chunks_total = $5, chunks_done = $6,
-                    error = $7, failed_stage = $8, updated_at = now()
-                WHERE id = $1
-                RETURNING *
-                """,
-                document_id,
-                updated.status.value,
-                updated.progress.pages_total,
-                updated.progress.pages_done,
-                updated.progress.chunks_total,
-                updated.progress.chunks_done,
-                updated.error,
-                updated.failed_stage,
-            )
-            await _notify(conn, document_id)
-        return current, Document.from_row(_returned(row))
+            saved = await _save(conn, current, updated)
+        return current, saved
+
+    async def stuck(self, older_than_seconds: float, limit: int = 100) -> list[Document]:
+        """Live documents in a non-final state without any change for a while (all tenants)."""
+        rows = await self._pool.fetch(
+            f"""
+            SELECT * FROM {TABLE}
+            WHERE status IN ('QUEUED', 'PARSING', 'EMBEDDING') AND deleted_at IS NULL
+              AND updated_at < now() - make_interval(secs => $1)
+            ORDER BY updated_at LIMIT $2
+            """,
+            older_than_seconds,
+            limit,
+        )
+        return [Document.from_row(row) for row in rows]
+
+    async def count_republish(self, document: Document) -> Document | None:
+        """Counts one more publish of the version's parse job and restarts its deadline.
+
+        None when the document changed meanwhile (another replica's reconciler took it, or a report
+        arrived): then it is not stuck, or not ours to republish.
+        """
+        row = await self._pool.fetchrow(
+            f"""
+            UPDATE {TABLE} SET parse_attempts = parse_attempts + 1, updated_at = now()
+            WHERE id = $1 AND version = $2 AND updated_at = $3 AND deleted_at IS NULL
+              AND status IN ('QUEUED', 'PARSING', 'EMBEDDING')
+            RETURNING *
+            """,
+            document.id,
+            document.version,
+            document.updated_at,
+        )
+        return None if row is None else Document.from_row(row)
+
+    async def password_token(self, document_id: str) -> str | None:
+        """The encrypted upload password of the document, if it has one."""
+        return await self._pool.fetchval(f"SELECT password_encrypted FROM {TABLE} WHERE id = $1", document_id)
+
+    async def unactivated(self, limit: int = 100) -> list[Document]:
+        """Live READY documents whose version vector_index does not answer with yet (all tenants)."""
+        rows = await self._pool.fetch(
+            f"""
+            SELECT * FROM {TABLE}
+            WHERE status = 'READY' AND deleted_at IS NULL AND activated_version < version
+            ORDER BY updated_at LIMIT $1
+            """,
+            limit,
+        )
+        return [Document.from_row(row) for row in rows]
+
+    async def mark_activated(self, document_id: str, version: int, sweep_delay_seconds: float) -> None:
+        """Records the swap to `version` and schedules a second sweep of the other versions' segments."""
+        await self._pool.execute(
+            f"""
+            UPDATE {TABLE}
+            SET activated_version = greatest(activated_version, $2),
+                sweep_after = now() + make_interval(secs => $3)
+            WHERE id = $1
+            """,
+            document_id,
+            version,
+            sweep_delay_seconds,
+        )
+
+    async def sweeps_due(self, limit: int = 100) -> list[Document]:
+        """Documents, deleted or live, whose segments are to be swept again now (all tenants)."""
+        rows = await self._pool.fetch(
+            f"SELECT * FROM {TABLE} WHERE sweep_after <= now() ORDER BY sweep_after LIMIT $1",
+            limit,
+        )
+        return [Document.from_row(row) for row in rows]
+
+    async def mark_swept(self, document_id: str) -> None:
+        # only a sweep that is due: one scheduled meanwhile (a new swap) stays
+        await self._pool.execute(
+            f"UPDATE {TABLE} SET sweep_after = NULL WHERE id = $1 AND sweep_after <= now()", document_id
+        )
 
     async def unpublished(self, older_than_seconds: float, limit: int = 100) -> list[Document]:
         """Live QUEUED documents whose parse job JetStream has not accepted for a while (all tenants)."""

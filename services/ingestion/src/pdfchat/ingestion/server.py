@@ -15,6 +15,7 @@ from pdfchat.common import grpc_client, identity
 from pdfchat.common.errors import InvalidArgument
 from pdfchat.ingestion.documents import Document, DocumentStatus, Progress, ProgressReport
 from pdfchat.ingestion.library import DocumentLibrary, UploadRequest
+from pdfchat.ingestion.ranges import PageRange
 from pdfchat.v1 import (
     common_pb2,
     ingestion_pb2,
@@ -81,6 +82,11 @@ def report_from_proto(request: ingestion_pb2.ReportProgressRequest) -> ProgressR
         ),
         error=request.error,
         failed_stage=request.failed_stage,
+        range_result=(
+            PageRange(request.range_result.page_start, request.range_result.page_end, request.range_result.segments)
+            if request.HasField("range_result")
+            else None
+        ),
     )
 
 
@@ -102,6 +108,10 @@ class GrpcSegmentIndex:
         await stub.DeleteDocumentSegments(
             vector_index_pb2.DeleteDocumentSegmentsRequest(document_id=document_id, keep_version=keep_version)
         )
+
+    async def activate_version(self, document_id: str, version: int) -> None:
+        stub = vector_index_pb2_grpc.VectorIndexServiceStub(grpc_client.channel(self._address))
+        await stub.ActivateVersion(vector_index_pb2.ActivateVersionRequest(document_id=document_id, version=version))
 
 
 async def _upload_chunks(requests: AsyncIterator[ingestion_pb2.UploadRequest]) -> AsyncIterator[bytes]:
@@ -130,6 +140,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
                 content_type=metadata.content_type,
                 idempotency_key=metadata.idempotency_key,
                 callback_url=metadata.callback_url,
+                password=metadata.password,
             ),
             _upload_chunks(requests),
         )
