@@ -69,6 +69,17 @@ class RecordingPublisher:
         self.published.append((msg_id, job))
 
 
+@dataclass
+class RecordingParsePublisher:
+    """Range jobs as a local queue: records them, and keeps one copy per msg id like JetStream's window."""
+
+    published: list[tuple[str, common_pb2.ParseJob]] = field(default_factory=list)
+
+    async def publish(self, job: common_pb2.ParseJob, msg_id: str) -> None:
+        if msg_id not in {known for known, _ in self.published}:
+            self.published.append((msg_id, job))
+
+
 async def store_with(root: Path, key: str, source: Path) -> LocalObjectStore:
     store = LocalObjectStore(root)
     staged = root.parent / f"staged-{source.name}"
@@ -77,8 +88,9 @@ async def store_with(root: Path, key: str, source: Path) -> LocalObjectStore:
     return store
 
 
-def parse_job(key: str, document_id: str = "doc-1", version: int = 1) -> common_pb2.ParseJob:
+def parse_job(key: str, document_id: str = "doc-1", version: int = 1, password: str = "") -> common_pb2.ParseJob:
     return common_pb2.ParseJob(
+        password=password,
         tenant_id="tenant-a",
         document_id=document_id,
         version=version,

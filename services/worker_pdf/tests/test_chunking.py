@@ -1,10 +1,13 @@
 import uuid
 
+import pytest
+
 from pdfchat.worker_pdf.chunking import (
     SEGMENT_NAMESPACE,
     Chunk,
     chunk_pages,
     normalise_line,
+    page_ordinal,
     segment_id,
     sentence_spans,
 )
@@ -32,7 +35,7 @@ def test_small_blocks_on_a_page_are_packed_into_one_chunk_with_each_blocks_box()
     chunks = chunk_pages([page(1, first, second)])
     assert texts(chunks) == ["Title\nA short paragraph."]
     assert chunks[0].boxes == (first.box, second.box)
-    assert (chunks[0].page, chunks[0].ordinal) == (1, 0)
+    assert (chunks[0].page, chunks[0].ordinal) == (1, 10000)
 
 
 def test_english_lines_are_joined_with_spaces_and_hyphenated_words_are_rejoined() -> None:
@@ -57,16 +60,27 @@ def test_whitespace_ligatures_and_invisible_characters_are_normalised() -> None:
 
 def test_empty_blocks_and_pages_produce_no_chunks() -> None:
     chunks = chunk_pages([page(1, block("   ", "\u200b")), page(2), page(3, block("Text."))])
-    assert [(chunk.page, chunk.ordinal, chunk.text) for chunk in chunks] == [(3, 0, "Text.")]
+    assert [(chunk.page, chunk.ordinal, chunk.text) for chunk in chunks] == [(3, 30000, "Text.")]
 
 
-def test_chunks_never_span_pages_and_ordinals_run_through_the_document() -> None:
-    chunks = chunk_pages([page(1, block("One.")), page(2, block("Two.")), page(3, block("Three."), block("Four."))])
-    assert [(chunk.page, chunk.ordinal, chunk.text) for chunk in chunks] == [
-        (1, 0, "One."),
-        (2, 1, "Two."),
-        (3, 2, "Three.\nFour."),
+def test_chunks_never_span_pages_and_ordinals_are_page_times_10000_plus_index_on_the_page() -> None:
+    long = block("Long sentence here. " * 30)
+    chunks = chunk_pages(
+        [page(1, block("One.")), page(2, block("Two.")), page(3, block("Three."), long)], target_chars=300
+    )
+    assert [(chunk.page, chunk.ordinal) for chunk in chunks] == [
+        (1, 10000),
+        (2, 20000),
+        (3, 30000),
+        (3, 30001),
+        (3, 30002),
     ]
+    assert chunks[0].text == "One."
+
+
+def test_a_page_too_big_for_its_ordinal_space_is_refused() -> None:
+    with pytest.raises(ValueError, match="more than 10000 chunks"):
+        page_ordinal(3, 10000)
 
 
 def test_blocks_are_packed_up_to_the_target_and_not_beyond() -> None:
@@ -153,9 +167,49 @@ def test_sentence_spans_handle_english_and_chinese_without_whitespace_assumption
 def test_chunking_page_ranges_separately_gives_the_same_chunks_as_the_whole_document() -> None:
     pages = [page(number, block(f"Page {number} text. " * 30), block("More.")) for number in range(1, 6)]
     whole = chunk_pages(pages, target_chars=250)
-    first = chunk_pages(pages[:2], target_chars=250)
-    rest = chunk_pages(pages[2:], target_chars=250, first_ordinal=len(first))
-    assert first + rest == whole
+    assert chunk_pages(pages[:2], target_chars=250) + chunk_pages(pages[2:], target_chars=250) == whole
+    assert len({chunk.ordinal for chunk in whole}) == len(whole)
+
+
+def heading(text: str, top: float = 0.0) -> TextBlock:
+    return TextBlock(
+        lines=(TextLine(text, (50.0, top, 300.0, top + 14.0)),), box=(50.0, top, 300.0, top + 14.0), kind="heading"
+    )
+
+
+def test_a_heading_moves_to_the_next_chunk_with_its_paragraph_instead_of_ending_a_chunk() -> None:
+    first = block("First paragraph. " * 12, top=0)  # ~204 chars
+    second = block("Second paragraph under the heading. " * 5, top=100)  # ~180 chars
+    chunks = chunk_pages([page(1, first, heading("2. Results", top=80), second)], target_chars=300)
+    assert [chunk.text.split("\n")[0] for chunk in chunks] == [("First paragraph. " * 12).strip(), "2. Results"]
+    assert chunks[1].text.startswith("2. Results\nSecond paragraph")
+    assert chunks[1].boxes[0] == (50.0, 80.0, 300.0, 94.0)
+
+
+def test_headings_and_short_paragraphs_that_fit_share_a_chunk() -> None:
+    chunks = chunk_pages([page(1, heading("Intro"), block("Short text."), heading("Next"), block("More text."))])
+    assert texts(chunks) == ["Intro\nShort text.\nNext\nMore text."]
+
+
+def table(*rows: str, top: float = 200.0) -> TextBlock:
+    lines = tuple(TextLine(row, (50.0, top + 10.0 * i, 500.0, top + 10.0 * i + 9.0)) for i, row in enumerate(rows))
+    return TextBlock(lines=lines, box=(50.0, top, 500.0, top + 10.0 * len(rows)), kind="table")
+
+
+def test_a_small_table_is_kept_whole_in_one_chunk_with_rows_on_their_own_lines() -> None:
+    rows = ["Name | Count", "apples | 3", "pears | 4"]
+    before = block("Intro sentence. " * 15, top=0)  # ~240 chars
+    chunks = chunk_pages([page(2, before, table(*rows))], target_chars=260)
+    assert chunks[-1].text == "\n".join(rows)
+    assert chunks[-1].boxes == ((50.0, 200.0, 500.0, 229.0),)
+
+
+def test_a_table_longer_than_the_target_is_split_between_rows() -> None:
+    rows = [f"item {index} | {index * 7} | a description of the item" for index in range(40)]
+    chunks = chunk_pages([page(1, table(*rows))], target_chars=300)
+    assert len(chunks) > 1
+    assert all(len(chunk.text) <= 300 for chunk in chunks)
+    assert "\n".join(texts(chunks)).split("\n") == rows
 
 
 def test_segment_ids_are_deterministic_uuid5_of_document_version_and_ordinal() -> None:

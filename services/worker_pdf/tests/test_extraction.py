@@ -3,6 +3,7 @@ import re
 import unicodedata
 from pathlib import Path
 
+import pymupdf
 import pytest
 
 from pdfchat.worker_pdf.chunking import Chunk, chunk_pages
@@ -10,6 +11,9 @@ from pdfchat.worker_pdf.extraction import (
     NO_PAGES,
     NOT_READABLE,
     PASSWORD_REQUIRED,
+    WRONG_PASSWORD,
+    ExtractionLimits,
+    ReadOptions,
     UnreadablePdf,
     extract_text,
     open_pdf,
@@ -46,13 +50,16 @@ async def test_every_xquad_pdf_yields_page_anchored_chunks_with_boxes_inside_the
     for path in pdfs:
         pdf = await open_pdf(read(path))
         try:
-            pages = await pdf.extract_pages(1, pdf.page_count)
+            outcomes = await pdf.extract_pages(1, pdf.page_count)
         finally:
             await pdf.close()
+        assert not [outcome.failure for outcome in outcomes if outcome.failure]
+        pages = [outcome.page for outcome in outcomes]
         assert [page.number for page in pages] == list(range(1, len(pages) + 1))
         chunks = chunk_pages(pages)
         assert chunks, path.name
-        assert [chunk.ordinal for chunk in chunks] == list(range(len(chunks)))
+        ordinals = [chunk.ordinal for chunk in chunks]
+        assert ordinals == sorted(set(ordinals))
         for chunk in chunks:
             assert chunk.text.strip()
             assert len(chunk.text) <= 900
@@ -177,4 +184,126 @@ async def test_page_ranges_can_be_read_separately() -> None:
             await pdf.extract_pages(50, 56)
     finally:
         await pdf.close()
-    assert [page.number for page in first + rest] == list(range(1, 56))
+    assert [outcome.page.number for outcome in first + rest] == list(range(1, 56))
+
+
+@pytest.mark.parametrize(
+    ("name", "password"),
+    [
+        ("sf__libreoffice-writer-password.pdf", "openpassword"),
+        ("pdfium__encrypted.pdf", "1234"),
+        ("pdfium__encrypted_hello_world_r6.pdf", "hôtel"),
+        ("pdfjs__issue6010_2.pdf", "æøå"),
+        ("qpdf__20-pages.pdf", "user"),
+    ],
+)
+async def test_encrypted_pdf_opens_with_its_password(name: str, password: str) -> None:
+    pages = await extract_text(read(PROBLEM_PDFS / name), password)
+    assert pages
+    if name != "qpdf__20-pages.pdf":
+        assert chunk_pages(pages)
+
+
+async def test_encrypted_pdf_with_another_password_is_a_wrong_password() -> None:
+    with pytest.raises(UnreadablePdf) as raised:
+        await extract_text(read(PROBLEM_PDFS / "pdfium__encrypted.pdf"), "5679")
+    assert raised.value.reason == WRONG_PASSWORD
+
+
+async def test_a_page_over_the_time_limit_has_no_text_and_the_next_page_is_read() -> None:
+    # OCR of a full scanned page at 600 dpi takes seconds
+    limits = ExtractionLimits(page_time_limit=0.5, read=ReadOptions(ocr_dpi=600))
+    scanned_then_text = scanned_pdf(
+        [f"Line {n} of a long scanned page." for n in range(25)], then_text_page="Plain text page."
+    )
+    pdf = await open_pdf(scanned_then_text, limits=limits)
+    try:
+        first, second = await pdf.extract_pages(1, 2)
+    finally:
+        await pdf.close()
+    assert first.failure == "took longer than 0.5 s"
+    assert first.page.blocks == ()
+    assert not second.failure
+    assert second.page.blocks[0].lines[0].text == "Plain text page."
+
+
+async def test_pages_not_started_before_the_deadline_are_failed() -> None:
+    pdf = await open_pdf(read(PROBLEM_PDFS / "sf__pdflatex-4-pages.pdf"))
+    try:
+        outcomes = await pdf.extract_pages(1, 4, deadline=0.0)
+    finally:
+        await pdf.close()
+    assert [outcome.failure for outcome in outcomes] == ["the job's time limit was reached"] * 4
+
+
+def scanned_pdf(lines: list[str], chinese: bool = False, then_text_page: str = "") -> bytes:
+    """A PDF whose first page is only an image of `lines` (rendered text), like a scan."""
+    source = pymupdf.open()
+    page = source.new_page(width=595, height=842)
+    page.insert_textbox(
+        pymupdf.Rect(60, 60, 540, 500), "\n".join(lines), fontsize=16, fontname="china-s" if chinese else "helv"
+    )
+    image = page.get_pixmap(dpi=200, colorspace=pymupdf.csGRAY).tobytes("png")
+    scanned = pymupdf.open()
+    scanned_page = scanned.new_page(width=595, height=842)
+    scanned_page.insert_image(scanned_page.rect, stream=image)
+    if then_text_page:
+        scanned.new_page(width=595, height=842).insert_text((72, 72), then_text_page)
+    return scanned.tobytes()
+
+
+async def test_scanned_english_page_is_recognised_with_ocr_and_keeps_line_boxes() -> None:
+    lines = ["The Panthers defense gave up just 308 points,", "ranking sixth in the league."]
+    [page] = await extract_text(scanned_pdf(lines))
+    assert page.ocr
+    text = " ".join(line.text for block in page.blocks for line in block.lines)
+    assert "Panthers defense gave up just 308 points" in text
+    assert "sixth in the league" in text
+    for block in page.blocks:
+        for line in block.lines:
+            x0, y0, x1, y1 = line.box
+            assert 40 <= x0 < x1 <= 560
+            assert 40 <= y0 < y1 <= 520
+
+
+async def test_scanned_chinese_page_is_recognised_with_ocr_without_spaces_between_characters() -> None:
+    [page] = await extract_text(scanned_pdf(["黑豹队的防守只丢了308分，", "在联赛中排名第六。"], chinese=True))
+    assert page.ocr
+    [chunk] = chunk_pages([page])
+    assert "黑豹队的防守只" in chunk.text
+    assert "308分，在联赛中" in chunk.text
+    assert "排名第六" in chunk.text
+
+
+async def test_scanned_page_without_ocr_language_data_has_no_text_and_says_so() -> None:
+    limits = ExtractionLimits(read=ReadOptions(ocr_languages="xyz", tessdata_dir="/nonexistent"))
+    pdf = await open_pdf(scanned_pdf(["Hello"]), limits=limits)
+    try:
+        [outcome] = await pdf.extract_pages(1, 1)
+    finally:
+        await pdf.close()
+    assert outcome.ocr_unavailable
+    assert outcome.page.blocks == ()
+
+
+async def test_image_only_corpus_pages_are_sent_to_ocr() -> None:
+    [page] = await extract_text(read(PROBLEM_PDFS / "sf__grayscale-image.pdf"))
+    assert page.ocr
+
+
+async def test_tables_are_one_block_with_a_row_per_line() -> None:
+    [page] = await extract_text(read(PROBLEM_PDFS / "pypdf__issue-914-xmp-data.pdf"))
+    tables = [block for block in page.blocks if block.kind == "table"]
+    assert tables
+    assert all(" | " in line.text for line in tables[0].lines[:3])
+
+
+async def test_a_larger_font_line_is_a_heading() -> None:
+    document = pymupdf.open()
+    page = document.new_page()
+    page.insert_text((72, 72), "Introduction", fontsize=20)
+    page.insert_text((72, 110), "Body text of the first section, in the usual size.", fontsize=11)
+    page.insert_text((72, 125), "More body text follows here, in the usual size.", fontsize=11)
+    [parsed] = await extract_text(document.tobytes())
+    assert parsed.blocks[0].kind == "heading"
+    assert {block.kind for block in parsed.blocks[1:]} == {"text"}

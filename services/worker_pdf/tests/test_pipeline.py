@@ -4,9 +4,8 @@ import pytest
 
 from pdfchat.common.object_store import LocalObjectStore
 from pdfchat.worker_pdf.chunking import segment_id
-from pdfchat.worker_pdf.extraction import NO_PAGES, PASSWORD_REQUIRED
+from pdfchat.worker_pdf.extraction import NO_PAGES, PASSWORD_REQUIRED, WRONG_PASSWORD
 from pdfchat.worker_pdf.pipeline import (
-    EMBEDDING,
     FAILED,
     MISSING_ORIGINAL,
     PARSING,
@@ -15,11 +14,13 @@ from pdfchat.worker_pdf.pipeline import (
     ParseLimits,
     ParsePipeline,
     Progress,
+    RangeResult,
 )
 
 from ._fakes import (
     PROBLEM_PDFS,
     XQUAD_DOCS,
+    RecordingParsePublisher,
     RecordingPublisher,
     RecordingReporter,
     RecordingSink,
@@ -37,7 +38,8 @@ class Harness:
         self.reporter = RecordingReporter()
         self.sink = RecordingSink()
         self.publisher = RecordingPublisher()
-        self.pipeline = ParsePipeline(store, self.reporter, self.sink, self.publisher, limits)
+        self.ranges = RecordingParsePublisher()
+        self.pipeline = ParsePipeline(store, self.reporter, self.sink, self.publisher, self.ranges, limits)
 
 
 async def harness_for(tmp_path: Path, source: Path, limits: ParseLimits = DEFAULT_LIMITS) -> tuple[Harness, str]:
@@ -45,26 +47,29 @@ async def harness_for(tmp_path: Path, source: Path, limits: ParseLimits = DEFAUL
     return Harness(await store_with(tmp_path / "objects", key, source), limits), key
 
 
-async def test_document_is_parsed_into_segments_embed_jobs_and_embedding_progress(tmp_path: Path) -> None:
+async def test_small_document_is_parsed_by_its_planning_job_and_reported_as_one_range(tmp_path: Path) -> None:
     harness, key = await harness_for(tmp_path, WARSAW)
     result = await harness.pipeline.run(parse_job(key))
 
     segments = harness.sink.segments
-    assert result.outcome == Outcome.EMBEDDING
-    assert (result.pages, result.chunks) == (2, len(segments))
-    assert [segment.ordinal for segment in segments] == list(range(len(segments)))
-    assert [segment.id for segment in segments] == [segment_id("doc-1", 1, n) for n in range(len(segments))]
-    assert {segment.page for segment in segments} == {1, 2}
+    assert result.outcome == Outcome.PARSED
+    assert (result.pages, result.chunks, result.failed_pages) == (2, len(segments), ())
+    assert harness.ranges.published == []
+    ordinals = [segment.ordinal for segment in segments]
+    assert ordinals == sorted(set(ordinals))
+    assert {ordinal // 10000 for ordinal in ordinals} == {1, 2}
+    assert [segment.id for segment in segments] == [segment_id("doc-1", 1, n) for n in ordinals]
+    assert all(segment.page == segment.ordinal // 10000 for segment in segments)
     assert all(segment.document_id == "doc-1" and segment.version == 1 for segment in segments)
     assert all(segment.boxes for segment in segments)
     assert "Ogród Saski" in segments[0].text
 
     assert harness.reporter.reports == [
         Progress(PARSING, pages_total=2),
-        Progress(EMBEDDING, pages_total=2, pages_done=2, chunks_total=len(segments)),
+        Progress(PARSING, pages_total=2, range_result=RangeResult(1, 2, len(segments))),
     ]
     [(msg_id, embed_job)] = harness.publisher.published
-    assert msg_id == "embed:doc-1:1:0"
+    assert msg_id == "embed:doc-1:1:1-2:0"
     assert list(embed_job.segment_ids) == [segment.id for segment in segments]
     assert (embed_job.tenant_id, embed_job.document_id, embed_job.version, embed_job.request_id) == (
         "tenant-a",
@@ -74,35 +79,61 @@ async def test_document_is_parsed_into_segments_embed_jobs_and_embedding_progres
     )
 
 
-async def test_long_document_reports_pages_as_they_are_parsed_and_batches_embed_jobs(tmp_path: Path) -> None:
-    limits = ParseLimits(embed_batch_size=32, upsert_batch_size=50, progress_every_pages=10)
+async def test_big_document_fans_out_into_page_range_jobs_that_each_parse_their_pages(tmp_path: Path) -> None:
+    limits = ParseLimits(embed_batch_size=32, range_pages=16)
     harness, key = await harness_for(tmp_path, PDKIDS, limits)
-    result = await harness.pipeline.run(parse_job(key))
+    job = parse_job(key, password="")
+    planned = await harness.pipeline.run(job)
 
-    assert result.outcome == Outcome.EMBEDDING
-    reports = harness.reporter.reports
-    assert [(report.status, report.pages_done) for report in reports] == [
-        (PARSING, 0),
-        (PARSING, 10),
-        (PARSING, 20),
-        (PARSING, 30),
-        (PARSING, 40),
-        (PARSING, 50),
-        (EMBEDDING, 55),
+    assert (planned.outcome, planned.pages) == (Outcome.FANNED_OUT, 55)
+    assert harness.sink.segments == []
+    assert harness.reporter.reports == [Progress(PARSING, pages_total=55)]
+    assert [msg_id for msg_id, _ in harness.ranges.published] == [
+        "parse:doc-1:1:1-16",
+        "parse:doc-1:1:17-32",
+        "parse:doc-1:1:33-48",
+        "parse:doc-1:1:49-55",
     ]
-    assert reports[-1].chunks_total == result.chunks == len(harness.sink.segments)
-    ids = [segment.id for segment in harness.sink.segments]
-    batches = harness.publisher.published
-    assert [msg_id for msg_id, _ in batches] == [f"embed:doc-1:1:{index}" for index in range(len(batches))]
-    assert all(len(job.segment_ids) == 32 for _, job in batches[:-1])
-    assert 0 < len(batches[-1][1].segment_ids) <= 32
-    assert [segment for _, job in batches for segment in job.segment_ids] == ids
-    pages = [segment.page for segment in harness.sink.segments]
-    assert pages == sorted(pages)
-    assert max(pages) <= 55
+    for _, range_job in harness.ranges.published:
+        assert (range_job.document_id, range_job.version, range_job.object_key) == ("doc-1", 1, key)
+        assert range_job.pages_total == 55
+
+    # replicas take the ranges in any order
+    for _, range_job in reversed(harness.ranges.published):
+        result = await harness.pipeline.run(range_job)
+        assert result.outcome == Outcome.PARSED
+        assert result.pages == range_job.page_end - range_job.page_start + 1
+
+    segments = harness.sink.segments
+    ids = [segment.id for segment in segments]
+    assert len(set(ids)) == len(ids)
+    assert {segment.page for segment in segments} <= set(range(1, 56))
+    results = [report.range_result for report in harness.reporter.reports if report.range_result]
+    assert sorted((r.page_start, r.page_end) for r in results) == [(1, 16), (17, 32), (33, 48), (49, 55)]
+    assert sum(r.segments for r in results) == len(segments)
+    embedded = [segment for _, embed_job in harness.publisher.published for segment in embed_job.segment_ids]
+    assert sorted(embedded) == sorted(ids)
+    assert all(msg_id.startswith("embed:doc-1:1:") for msg_id, _ in harness.publisher.published)
+    assert len({msg_id for msg_id, _ in harness.publisher.published}) == len(harness.publisher.published)
 
 
-async def test_redelivered_parse_job_creates_no_duplicate_segments_or_embed_jobs(tmp_path: Path) -> None:
+async def test_redelivered_range_job_creates_no_duplicate_segments_or_embed_jobs(tmp_path: Path) -> None:
+    harness, key = await harness_for(tmp_path, PDKIDS, ParseLimits(range_pages=16))
+    await harness.pipeline.run(parse_job(key))
+    await harness.pipeline.run(parse_job(key))  # the planning job again: the same range jobs, stored once
+    assert len(harness.ranges.published) == 4
+    range_job = harness.ranges.published[1][1]
+    await harness.pipeline.run(range_job)
+    first_segments, first_published = list(harness.sink.segments), list(harness.publisher.published)
+    harness.sink.segments.clear()
+    harness.publisher.published.clear()
+
+    await harness.pipeline.run(range_job)
+    assert harness.sink.segments == first_segments
+    assert harness.publisher.published == first_published
+
+
+async def test_redelivered_small_document_job_creates_no_duplicate_segments(tmp_path: Path) -> None:
     harness, key = await harness_for(tmp_path, WARSAW)
     await harness.pipeline.run(parse_job(key))
     first_segments, first_published = list(harness.sink.segments), list(harness.publisher.published)
@@ -120,6 +151,19 @@ async def test_another_version_of_the_same_document_gets_other_segment_ids(tmp_p
     await harness.pipeline.run(parse_job(key, version=2))
     ids = [segment.id for segment in harness.sink.segments]
     assert len(set(ids)) == len(ids)
+
+
+async def test_encrypted_document_is_parsed_with_the_jobs_password(tmp_path: Path) -> None:
+    harness, key = await harness_for(tmp_path, PROBLEM_PDFS / "sf__libreoffice-writer-password.pdf")
+    result = await harness.pipeline.run(parse_job(key, password="openpassword"))
+    assert result.outcome == Outcome.PARSED
+    assert result.chunks > 0
+
+
+async def test_encrypted_document_with_a_wrong_password_fails(tmp_path: Path) -> None:
+    harness, key = await harness_for(tmp_path, PROBLEM_PDFS / "sf__libreoffice-writer-password.pdf")
+    result = await harness.pipeline.run(parse_job(key, password="guess"))
+    assert (result.outcome, result.reason) == (Outcome.FAILED, WRONG_PASSWORD)
 
 
 @pytest.mark.parametrize(
@@ -140,11 +184,14 @@ async def test_unparseable_input_is_reported_failed_and_not_retried(tmp_path: Pa
     assert harness.publisher.published == []
 
 
-async def test_document_without_text_is_ready_with_no_chunks(tmp_path: Path) -> None:
+async def test_document_without_text_reports_its_range_with_no_segments(tmp_path: Path) -> None:
     harness, key = await harness_for(tmp_path, PROBLEM_PDFS / "pdfjs__empty.pdf")
     result = await harness.pipeline.run(parse_job(key))
-    assert result.outcome == Outcome.READY
-    assert harness.reporter.reports == [Progress(PARSING, pages_total=1), Progress(READY, pages_total=1, pages_done=1)]
+    assert (result.outcome, result.chunks) == (Outcome.PARSED, 0)
+    assert harness.reporter.reports == [
+        Progress(PARSING, pages_total=1),
+        Progress(PARSING, pages_total=1, range_result=RangeResult(1, 1, 0)),
+    ]
     assert harness.publisher.published == []
 
 

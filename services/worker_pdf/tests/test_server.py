@@ -11,8 +11,8 @@ from pdfchat.common import jetstream
 from pdfchat.common.jetstream import JobQueues, PermanentJobError
 from pdfchat.v1 import common_pb2
 from pdfchat.worker_pdf.chunking import segment_id
-from pdfchat.worker_pdf.pipeline import EMBEDDING, FAILED, DocumentState, ParsePipeline, Progress
-from pdfchat.worker_pdf.remote import JetStreamEmbedPublisher
+from pdfchat.worker_pdf.pipeline import FAILED, DocumentState, ParsePipeline, Progress
+from pdfchat.worker_pdf.remote import JetStreamEmbedPublisher, JetStreamParsePublisher
 from pdfchat.worker_pdf.server import ParseJobHandler, ParseWorker, build_spec, decode_parse_job
 from pdfchat.worker_pdf.settings import WorkerPdfSettings
 
@@ -81,6 +81,10 @@ async def _consume_until(
         await asyncio.wait_for(consumer, timeout=15)
 
 
+PARSING_RANGE = -1
+"""DoneWhen a range result is reported."""
+
+
 class DoneWhen(RecordingReporter):
     def __init__(self, status: int, fail_times: int = 0) -> None:
         super().__init__(fail_times=fail_times)
@@ -89,7 +93,7 @@ class DoneWhen(RecordingReporter):
 
     async def report(self, job: common_pb2.ParseJob, progress: Progress) -> DocumentState | None:
         state = await super().report(job, progress)
-        if progress.status == self._status:
+        if progress.status == self._status or (self._status == PARSING_RANGE and progress.range_result):
             self.done.set()
         return state
 
@@ -116,17 +120,17 @@ async def test_parse_job_on_nats_becomes_segments_and_embed_jobs_under_the_jobs_
     _, js, own = queues
     key = "tenant-a/doc-1/1/warsaw.pdf"
     store = await store_with(tmp_path / "objects", key, XQUAD_DOCS / "en" / "docs" / "xquad_01_Warsaw.pdf")
-    reporter, sink = DoneWhen(EMBEDDING), RecordingSink()
-    pipeline = ParsePipeline(store, reporter, sink, JetStreamEmbedPublisher(js, own))
+    reporter, sink = DoneWhen(PARSING_RANGE), RecordingSink()
+    pipeline = ParsePipeline(store, reporter, sink, JetStreamEmbedPublisher(js, own), JetStreamParsePublisher(js, own))
     await jetstream.publish(js, own.parse_subject, parse_job(key).SerializeToString(), msg_id="parse:doc-1:1")
 
     await _consume_until(js, own, ParseJobHandler(pipeline, reporter, max_deliver=5), reporter.done)
 
     assert set(reporter.tenants) == {"tenant-a"}, "calls to other services carry the job's tenant"
     ids = [segment.id for segment in sink.segments]
-    assert ids == [segment_id("doc-1", 1, ordinal) for ordinal in range(len(ids))]
+    assert ids == [segment_id("doc-1", 1, segment.ordinal) for segment in sink.segments]
     [(msg_id, embed_job)] = await _embed_jobs(js, own)
-    assert msg_id == "embed:doc-1:1:0"
+    assert msg_id == "embed:doc-1:1:1-2:0"
     assert list(embed_job.segment_ids) == ids
     assert embed_job.tenant_id == "tenant-a"
     info = await js.consumer_info(own.jobs_stream, "worker_pdf")
@@ -142,7 +146,9 @@ async def test_encrypted_pdf_is_failed_and_acked_not_retried(
     key = "tenant-a/doc-2/1/locked.pdf"
     store = await store_with(tmp_path / "objects", key, PROBLEM_PDFS / "sf__libreoffice-writer-password.pdf")
     reporter = DoneWhen(FAILED)
-    pipeline = ParsePipeline(store, reporter, RecordingSink(), JetStreamEmbedPublisher(js, own))
+    pipeline = ParsePipeline(
+        store, reporter, RecordingSink(), JetStreamEmbedPublisher(js, own), JetStreamParsePublisher(js, own)
+    )
     job = parse_job(key, document_id="doc-2")
     await jetstream.publish(js, own.parse_subject, job.SerializeToString(), msg_id="parse:doc-2:1")
 
@@ -162,15 +168,15 @@ async def test_transient_failure_is_redelivered_and_then_succeeds(
     _, js, own = queues
     key = "tenant-a/doc-3/1/warsaw.pdf"
     store = await store_with(tmp_path / "objects", key, XQUAD_DOCS / "en" / "docs" / "xquad_01_Warsaw.pdf")
-    reporter, sink = DoneWhen(EMBEDDING, fail_times=1), RecordingSink()
-    pipeline = ParsePipeline(store, reporter, sink, JetStreamEmbedPublisher(js, own))
+    reporter, sink = DoneWhen(PARSING_RANGE, fail_times=1), RecordingSink()
+    pipeline = ParsePipeline(store, reporter, sink, JetStreamEmbedPublisher(js, own), JetStreamParsePublisher(js, own))
     job = parse_job(key, document_id="doc-3")
     await jetstream.publish(js, own.parse_subject, job.SerializeToString(), msg_id="parse:doc-3:1")
 
     await _consume_until(js, own, ParseJobHandler(pipeline, reporter, max_deliver=5), reporter.done)
 
     assert len(reporter.tenants) >= 3, "the first report failed, the job came back and was reported again"
-    assert reporter.reports[-1].status == EMBEDDING
+    assert reporter.reports[-1].range_result is not None
 
 
 @pytest.mark.integration
@@ -181,7 +187,7 @@ async def test_job_failing_on_its_last_delivery_reports_the_document_failed(
     key = "tenant-a/doc-4/1/warsaw.pdf"
     store = await store_with(tmp_path / "objects", key, XQUAD_DOCS / "en" / "docs" / "xquad_01_Warsaw.pdf")
     reporter, sink = DoneWhen(FAILED), RecordingSink(fail=True)
-    pipeline = ParsePipeline(store, reporter, sink, JetStreamEmbedPublisher(js, own))
+    pipeline = ParsePipeline(store, reporter, sink, JetStreamEmbedPublisher(js, own), JetStreamParsePublisher(js, own))
     job = parse_job(key, document_id="doc-4")
     await jetstream.publish(js, own.parse_subject, job.SerializeToString(), msg_id="parse:doc-4:1")
 

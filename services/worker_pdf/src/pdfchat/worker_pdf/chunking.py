@@ -6,8 +6,12 @@ Promises:
   target is split at sentence ends (Chinese 。！？； and English . ! ?), and a sentence longer than the
   target at a space or, for text without spaces, at the target length.
 - Each chunk keeps the boxes of the blocks (or, for a split block, of the lines) it came from.
-- Ordinals count chunks through the whole document, and a segment's id is derived from
-  (document, version, ordinal) only, so parsing the same version again yields the same ids and a
+- Structure: a heading (as extraction marks it) stays with the paragraph after it; a table no longer than
+  the target is one piece, kept whole, and a longer one is split between rows; other blocks (paragraphs)
+  are packed as above.
+- Ordinals are `page * 10000 + index of the chunk on its page`: unique in the document and computable
+  from one page alone, so page ranges parsed by different workers never collide. A segment's id is derived
+  from (document, version, ordinal) only, so parsing the same version again yields the same ids and a
   redelivered job overwrites its segments instead of duplicating them.
 
 Text is normalised: ligatures expanded, zero-width characters dropped, runs of whitespace collapsed,
@@ -23,7 +27,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pdfchat.worker_pdf.layout import Box, PageText, TextBlock, union
+from pdfchat.worker_pdf.layout import BlockKind, Box, PageText, TextBlock, union
 
 SEGMENT_NAMESPACE = uuid.UUID("7d9a8adb-9217-5ebe-81e4-5531efac6764")
 """uuid5(NAMESPACE_URL, "https://pdfchat.invalid/segments"); changing it would re-key every segment."""
@@ -31,6 +35,8 @@ SEGMENT_NAMESPACE = uuid.UUID("7d9a8adb-9217-5ebe-81e4-5531efac6764")
 DEFAULT_TARGET_CHARS = 900
 
 BLOCK_SEPARATOR = "\n"
+
+ORDINALS_PER_PAGE = 10_000
 
 
 def segment_id(document_id: str, version: int, ordinal: int) -> str:
@@ -43,7 +49,7 @@ class Chunk:
     page: int
     """1-based page the text is on."""
     ordinal: int
-    """Position in the document, from 0."""
+    """Position in the document: `page * 10000 + index on the page` (ordered, not contiguous)."""
     text: str
     boxes: tuple[Box, ...]
     """Where the text is on the page, one box per block or part of a block, in reading order."""
@@ -175,38 +181,91 @@ def _split_block(block: _BlockText, target: int) -> list[tuple[str, Box]]:
     return pieces
 
 
-def chunk_pages(
-    pages: Iterable[PageText], target_chars: int = DEFAULT_TARGET_CHARS, first_ordinal: int = 0
-) -> list[Chunk]:
-    """Chunks of `pages` in reading order, numbered from `first_ordinal`.
+def page_ordinal(page: int, index: int) -> int:
+    """The ordinal of the `index`-th chunk (from 0) of 1-based `page`: unique in the document and known
+    without looking at any other page, so page ranges parsed by different workers never collide."""
+    if not 0 <= index < ORDINALS_PER_PAGE:
+        raise ValueError(f"page {page} has more than {ORDINALS_PER_PAGE} chunks")
+    return page * ORDINALS_PER_PAGE + index
 
-    Chunking a document page range by page range, passing on the next ordinal, gives the same chunks
-    as chunking it whole.
-    """
+
+def chunk_pages(pages: Iterable[PageText], target_chars: int = DEFAULT_TARGET_CHARS) -> list[Chunk]:
+    """Chunks of `pages` in reading order. A page's chunks are the same whichever range it is parsed in."""
     chunks: list[Chunk] = []
     for page in pages:
-        chunks.extend(_chunk_page(page, target_chars, first_ordinal + len(chunks)))
+        chunks.extend(_chunk_page(page, target_chars))
     return chunks
 
 
-def _chunk_page(page: PageText, target_chars: int, first_ordinal: int) -> list[Chunk]:
-    packed: list[tuple[list[str], list[Box]]] = [([], [])]
+@dataclass(frozen=True)
+class _Piece:
+    text: str
+    box: Box
+    kind: BlockKind
+
+
+def _pieces(block: TextBlock, target: int) -> list[_Piece]:
+    if block.kind == "table":
+        return _table_pieces(block, target)
+    block_text = _block_text(block)
+    if block_text is None:
+        return []
+    return [_Piece(text, box, block.kind) for text, box in _split_block(block_text, target)]
+
+
+def _table_pieces(block: TextBlock, target: int) -> list[_Piece]:
+    """A table as one piece when it fits the target, else groups of whole rows (a huge row is cut)."""
+    rows: list[tuple[str, Box]] = []
+    for line in block.lines:
+        text = normalise_line(line.text)
+        for start, end in _hard_split(text, 0, len(text), target) if text else ():
+            rows.append((text[start:end], line.box))
+    if not rows:
+        return []
+    whole = BLOCK_SEPARATOR.join(text for text, _ in rows)
+    if len(whole) <= target:
+        return [_Piece(whole, union([box for _, box in rows]), "table")]
+    pieces: list[_Piece] = []
+    group: list[tuple[str, Box]] = []
     size = 0
-    for block in page.blocks:
-        block_text = _block_text(block)
-        if block_text is None:
-            continue
-        for piece, box in _split_block(block_text, target_chars):
-            texts, boxes = packed[-1]
-            if texts and size + len(BLOCK_SEPARATOR) + len(piece) > target_chars:
-                texts, boxes = [], []
-                packed.append((texts, boxes))
-            size = len(piece) if not texts else size + len(BLOCK_SEPARATOR) + len(piece)
-            texts.append(piece)
-            boxes.append(box)
+    for text, box in rows:
+        if group and size + len(BLOCK_SEPARATOR) + len(text) > target:
+            pieces.append(_Piece(BLOCK_SEPARATOR.join(t for t, _ in group), union([b for _, b in group]), "table"))
+            group, size = [], 0
+        size = len(text) if not group else size + len(BLOCK_SEPARATOR) + len(text)
+        group.append((text, box))
+    pieces.append(_Piece(BLOCK_SEPARATOR.join(t for t, _ in group), union([b for _, b in group]), "table"))
+    return pieces
+
+
+def _chunk_page(page: PageText, target_chars: int) -> list[Chunk]:
+    pieces = [piece for block in page.blocks for piece in _pieces(block, target_chars)]
+    separator = len(BLOCK_SEPARATOR)
+    packed: list[list[_Piece]] = [[]]
+    size = 0
+    for index, piece in enumerate(pieces):
+        current = packed[-1]
+        start_new = bool(current) and size + separator + len(piece.text) > target_chars
+        following = pieces[index + 1] if index + 1 < len(pieces) else None
+        if piece.kind == "heading" and current and not start_new and following is not None:
+            # a heading goes with the paragraph after it: if both do not fit here, both go to the next chunk
+            start_new = size + 2 * separator + len(piece.text) + len(following.text) > target_chars
+        if start_new:
+            carried: list[_Piece] = []
+            while len(current) > 1 and current[-1].kind == "heading":
+                carried.insert(0, current.pop())
+            if sum(len(p.text) + separator for p in carried) + len(piece.text) > target_chars:
+                current.extend(carried)  # the heading cannot join its paragraph anyway: leave it where it is
+                carried = []
+            current = carried
+            packed.append(current)
+            size = sum(len(p.text) for p in carried) + separator * max(len(carried) - 1, 0)
+        size = len(piece.text) if not current else size + separator + len(piece.text)
+        current.append(piece)
     chunks: list[Chunk] = []
-    for texts, boxes in packed:
-        text = BLOCK_SEPARATOR.join(texts).strip()
+    for group in packed:
+        text = BLOCK_SEPARATOR.join(piece.text for piece in group).strip()
         if text:
-            chunks.append(Chunk(page=page.number, ordinal=first_ordinal + len(chunks), text=text, boxes=tuple(boxes)))
+            ordinal = page_ordinal(page.number, len(chunks))
+            chunks.append(Chunk(page=page.number, ordinal=ordinal, text=text, boxes=tuple(p.box for p in group)))
     return chunks

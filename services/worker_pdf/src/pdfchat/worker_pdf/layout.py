@@ -7,9 +7,12 @@ one `pdfchat.v1.BoundingBox` documents). Pages are numbered from 1.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 Box = tuple[float, float, float, float]
 """(x0, y0, x1, y1)"""
+
+BlockKind = Literal["text", "heading", "table"]
 
 
 @dataclass(frozen=True)
@@ -20,10 +23,14 @@ class TextLine:
 
 @dataclass(frozen=True)
 class TextBlock:
-    """A block of text as the PDF lays it out: usually a paragraph, a heading or a table cell."""
+    """A block of text as the PDF lays it out: usually a paragraph, a heading or a table.
+
+    A table block has one line per row, its cells joined with " | ".
+    """
 
     lines: tuple[TextLine, ...]
     box: Box
+    kind: BlockKind = "text"
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,8 @@ class PageText:
     """1-based page number."""
     blocks: tuple[TextBlock, ...]
     """In reading order."""
+    ocr: bool = False
+    """The text was recognised from the page's images (Tesseract), not read from a text layer."""
 
 
 def union(boxes: list[Box]) -> Box:

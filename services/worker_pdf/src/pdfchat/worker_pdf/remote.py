@@ -37,6 +37,13 @@ class IngestionProgressReporter:
             error=progress.error,
             failed_stage=progress.failed_stage,
         )
+        if progress.range_result is not None:
+            result = progress.range_result
+            request.range_result.CopyFrom(
+                ingestion_pb2.PageRangeResult(
+                    page_start=result.page_start, page_end=result.page_end, segments=result.segments
+                )
+            )
         try:
             reply = await stub.ReportProgress(request)
         except grpc.aio.AioRpcError as exc:
@@ -64,3 +71,14 @@ class JetStreamEmbedPublisher:
 
     async def publish(self, job: common_pb2.EmbedJob, msg_id: str) -> None:
         await jetstream.publish(self._js, self._queues.embed_subject, job.SerializeToString(), msg_id=msg_id)
+
+
+class JetStreamParsePublisher:
+    """Publishes page-range parse jobs on the subject the planning job came from."""
+
+    def __init__(self, js: JetStreamContext, queues: JobQueues) -> None:
+        self._js = js
+        self._queues = queues
+
+    async def publish(self, job: common_pb2.ParseJob, msg_id: str) -> None:
+        await jetstream.publish(self._js, self._queues.parse_subject, job.SerializeToString(), msg_id=msg_id)

@@ -24,6 +24,7 @@ from pdfchat.common.jetstream import ConsumerSpec, JobQueues, PermanentJobError
 from pdfchat.common.object_store import ObjectStore, create_object_store
 from pdfchat.common.settings import port_of
 from pdfchat.v1 import common_pb2
+from pdfchat.worker_pdf.extraction import ExtractionLimits, ReadOptions
 from pdfchat.worker_pdf.pipeline import (
     FAILED,
     FAILED_STAGE,
@@ -33,7 +34,12 @@ from pdfchat.worker_pdf.pipeline import (
     Progress,
     ProgressReporter,
 )
-from pdfchat.worker_pdf.remote import IngestionProgressReporter, JetStreamEmbedPublisher, VectorIndexSegmentSink
+from pdfchat.worker_pdf.remote import (
+    IngestionProgressReporter,
+    JetStreamEmbedPublisher,
+    JetStreamParsePublisher,
+    VectorIndexSegmentSink,
+)
 from pdfchat.worker_pdf.settings import WorkerPdfSettings
 
 log = logging.getLogger(__name__)
@@ -52,7 +58,28 @@ def decode_parse_job(data: bytes) -> common_pb2.ParseJob:
     missing = [name for name in ("tenant_id", "document_id", "object_key") if not getattr(job, name)]
     if missing or job.version < 1:
         raise PermanentJobError(f"ParseJob lacks {', '.join(missing) or 'a version'}")
+    if job.page_start != 0 and not 1 <= job.page_start <= job.page_end <= job.pages_total:
+        raise PermanentJobError(f"ParseJob has a bad page range {job.page_start}-{job.page_end} of {job.pages_total}")
     return job
+
+
+def parse_limits(settings: WorkerPdfSettings) -> ParseLimits:
+    return ParseLimits(
+        target_chars=settings.worker_pdf_chunk_target_chars,
+        embed_batch_size=settings.worker_pdf_embed_batch_size,
+        upsert_batch_size=settings.worker_pdf_upsert_batch_size,
+        max_pages=settings.worker_pdf_max_pages,
+        range_pages=settings.worker_pdf_range_pages,
+        job_time_limit=settings.worker_pdf_job_time_limit_seconds,
+        extraction=ExtractionLimits(
+            page_time_limit=settings.worker_pdf_page_time_limit_seconds,
+            read=ReadOptions(
+                ocr_languages=settings.worker_pdf_ocr_languages,
+                ocr_dpi=settings.worker_pdf_ocr_dpi,
+                tessdata_dir=settings.worker_pdf_tessdata_dir,
+            ),
+        ),
+    )
 
 
 class ParseJobHandler:
@@ -69,11 +96,18 @@ class ParseJobHandler:
         try:
             result = await self._pipeline.run(job)
             log.info(
-                "parse job of %s v%d: %s",
+                "parse job of %s v%d pages %d-%d: %s",
                 job.document_id,
                 job.version,
+                job.page_start,
+                job.page_end,
                 result.outcome.value,
-                extra={"pages": result.pages, "chunks": result.chunks, "reason": result.reason},
+                extra={
+                    "pages": result.pages,
+                    "chunks": result.chunks,
+                    "reason": result.reason,
+                    "failed_pages": len(result.failed_pages),
+                },
             )
         except Exception as exc:
             if message.metadata.num_delivered >= self._max_deliver:
@@ -123,13 +157,8 @@ class ParseWorker:
             reporter,
             VectorIndexSegmentSink(settings.vector_index_addr),
             JetStreamEmbedPublisher(client.jetstream(), self._queues),
-            ParseLimits(
-                target_chars=settings.worker_pdf_chunk_target_chars,
-                embed_batch_size=settings.worker_pdf_embed_batch_size,
-                upsert_batch_size=settings.worker_pdf_upsert_batch_size,
-                max_pages=settings.worker_pdf_max_pages,
-                progress_every_pages=settings.worker_pdf_progress_every_pages,
-            ),
+            JetStreamParsePublisher(client.jetstream(), self._queues),
+            parse_limits(settings),
         )
         return ParseJobHandler(pipeline, reporter, settings.worker_pdf_max_deliver)
 
