@@ -110,3 +110,47 @@ def new_document(tenant_id: str, **overrides: object) -> NewDocument:
     }
     values.update(overrides)
     return NewDocument(**values)  # type: ignore[arg-type]
+
+
+@dataclass
+class HookRequest:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class CallbackReceiver:
+    """A real HTTP server on a free local port that answers with the given status codes in turn (the last
+    one repeats) and records every request it gets."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        import http.server
+        import threading
+
+        self.statuses = list(statuses)
+        self.requests: list[HookRequest] = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                receiver.requests.append(HookRequest(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                status = receiver.statuses.pop(0) if len(receiver.statuses) > 1 else receiver.statuses[0]
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/hooks/pdfchat"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

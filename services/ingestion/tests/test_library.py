@@ -6,14 +6,17 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
+import asyncpg
 import pytest
 from ingestion_support import Harness, ParseJobs, tiny_pdf
 
 from pdfchat.common.errors import InvalidArgument, NotFound, PayloadTooLarge
 from pdfchat.common.identity import Identity
-from pdfchat.ingestion.documents import DocumentStatus, Progress, ProgressReport
-from pdfchat.ingestion.library import UploadRequest
+from pdfchat.ingestion.documents import Document, DocumentStatus, Progress, ProgressReport
+from pdfchat.ingestion.library import DocumentLibrary, Lifecycle, UploadRequest
+from pdfchat.ingestion.passwords import PasswordBox
 from pdfchat.ingestion.ranges import PageRange
+from pdfchat.ingestion.watch import DocumentChanges
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -282,3 +285,114 @@ async def test_watch_of_another_tenants_document_is_not_found(harness: Harness, 
     ).document
     with pytest.raises(NotFound):
         await anext(harness.library.watch(f"{tenant}-other", document.id))
+
+
+async def test_duplicate_and_out_of_order_range_reports_count_each_page_once_and_reach_ready(
+    harness: Harness, pool: asyncpg.Pool, tenant: str
+) -> None:
+    document = (
+        await harness.library.upload(Identity(tenant_id=tenant), UploadRequest("a.pdf"), stream(tiny_pdf()))
+    ).document
+
+    async def range_done(start: int, end: int, segments: int, pages_total: int = 12) -> Document:
+        report = ProgressReport(
+            1, S.PARSING, Progress(pages_total=pages_total), range_result=PageRange(start, end, segments)
+        )
+        return await harness.library.report_progress(tenant, document.id, report)
+
+    # the last range arrives first, before even the planning report; then a redelivery of it
+    first = await range_done(9, 12, 2, pages_total=0)
+    assert (first.status, first.progress.pages_done) == (S.PARSING, 4)
+    planned = await harness.library.report_progress(
+        tenant, document.id, ProgressReport(1, S.PARSING, Progress(pages_total=12))
+    )
+    assert planned.progress == Progress(pages_total=12, pages_done=4, chunks_total=2)
+    assert (await range_done(9, 12, 2)).progress.pages_done == 4
+    # embedding has embedded all it has seen so far: not READY, pages 1-8 are not parsed yet
+    early = await harness.library.report_progress(
+        tenant, document.id, ProgressReport(1, S.EMBEDDING, Progress(chunks_total=2, chunks_done=2))
+    )
+    assert early.status == S.PARSING
+    assert (await range_done(5, 8, 3)).progress.pages_done == 8
+    assert (await range_done(5, 8, 3)).progress == Progress(pages_total=12, pages_done=8, chunks_total=5, chunks_done=2)
+    parsed = await range_done(1, 4, 4)
+    assert (parsed.status, parsed.progress) == (S.EMBEDDING, Progress(12, 12, 9, 2))
+    ready = await harness.library.report_progress(
+        tenant, document.id, ProgressReport(1, S.EMBEDDING, Progress(chunks_total=9, chunks_done=9))
+    )
+    assert ready.status == S.READY
+    rows = await pool.fetchval(
+        "SELECT count(*) FROM ingestion.page_ranges WHERE document_id = $1 AND version = 1", document.id
+    )
+    assert rows == 3
+
+
+async def test_page_range_outside_the_pages_is_invalid(harness: Harness, tenant: str) -> None:
+    document = (
+        await harness.library.upload(Identity(tenant_id=tenant), UploadRequest("a.pdf"), stream(tiny_pdf()))
+    ).document
+    with pytest.raises(InvalidArgument, match="page range 0..3"):
+        await harness.library.report_progress(
+            tenant, document.id, ProgressReport(1, S.PARSING, range_result=PageRange(0, 3, 1))
+        )
+
+
+async def test_stuck_document_is_republished_then_failed_with_the_stage_after_the_last_attempt(
+    harness: Harness, changes: DocumentChanges, parse_jobs: ParseJobs, tenant: str
+) -> None:
+    library = DocumentLibrary(
+        harness.repository,
+        harness.store,
+        harness.publisher,
+        harness.segments,
+        changes,
+        max_upload_bytes=1024 * 1024,
+        lifecycle=Lifecycle(stuck_after_seconds=0.3, max_parse_attempts=2, sweep_delay_seconds=3600),
+    )
+    document = (await library.upload(Identity(tenant_id=tenant), UploadRequest("a.pdf"), stream(tiny_pdf()))).document
+    await library.report_progress(tenant, document.id, ProgressReport(1, S.PARSING, Progress(pages_total=3)))
+    await parse_jobs.wait_for(document.id)
+
+    async with asyncio.timeout(20):
+        while (await library.get(tenant, document.id)).parse_attempts < 2:
+            await asyncio.sleep(0.35)
+            await library.reconcile(older_than_seconds=3600)
+    assert await parse_jobs.count_for(document.id) == 2, "published again once, as a new attempt"
+    assert (await library.get(tenant, document.id)).status == S.PARSING
+
+    async with asyncio.timeout(20):
+        while not (current := await library.get(tenant, document.id)).is_final:
+            await asyncio.sleep(0.35)
+            await library.reconcile(older_than_seconds=3600)
+    assert (current.status, current.failed_stage) == (S.FAILED, "parse")
+    assert current.error.startswith("stuck in PARSING with no progress for 0.3 s after 2 attempt(s)")
+    assert await parse_jobs.count_for(document.id) == 2, "no publish beyond the last attempt"
+
+
+async def test_upload_password_travels_in_the_parse_job_and_is_stored_only_encrypted(
+    harness: Harness, changes: DocumentChanges, parse_jobs: ParseJobs, pool: asyncpg.Pool, tenant: str
+) -> None:
+    library = DocumentLibrary(
+        harness.repository,
+        harness.store,
+        harness.publisher,
+        harness.segments,
+        changes,
+        max_upload_bytes=1024 * 1024,
+        passwords=PasswordBox("test-key"),
+    )
+    harness.publisher.failing = True  # the first publish is lost: the reconciler's must carry the password
+    upload = UploadRequest("secret.pdf", password="hunter2-密码")
+    document = (await library.upload(Identity(tenant_id=tenant), upload, stream(tiny_pdf()))).document
+    stored = await pool.fetchrow("SELECT * FROM ingestion.documents WHERE id = $1", document.id)
+    assert "hunter2" not in " ".join(str(value) for value in stored.values())
+    assert stored["password_encrypted"]
+
+    harness.publisher.failing = False
+    await library.reconcile(older_than_seconds=0)
+    job = await parse_jobs.wait_for(document.id)
+    assert job.password == "hunter2-密码"
+    assert (job.page_start, job.page_end) == (0, 0), "the planning job"
+
+    again = await library.reprocess(Identity(tenant_id=tenant), document.id)
+    assert (await parse_jobs.wait_for(document.id, version=again.version)).password == "hunter2-密码"
