@@ -29,6 +29,7 @@ lint: setup
 	else echo "buf breaking: no main branch to compare against"; fi
 
 test: setup check-generated lint
+	@bash tools/setup_system.sh --tests
 	$(PY) -m pytest
 
 test-unit: setup
