@@ -33,6 +33,8 @@ def orchestrator_with_llm(stack_factory: Callable[..., devstack.Stack], llm_sim:
             "PDFCHAT_LLM_INPUT_PRICE_PER_MTOK": "1.0",
             "PDFCHAT_LLM_OUTPUT_PRICE_PER_MTOK": "4.0",
             "PDFCHAT_LLM_FIRST_TOKEN_TIMEOUT_SECONDS": "2",
+            # Tests here inject faults one after another; the breaker has its own tests (test_breaker.py).
+            "PDFCHAT_BREAKER_FAILURE_THRESHOLD": "1000",
         },
     )
     return stack.config.env["PDFCHAT_ORCHESTRATOR_ADDR"]

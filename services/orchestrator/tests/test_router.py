@@ -19,7 +19,8 @@ from pdfchat.orchestrator.generation import (
     TokenUsage,
 )
 from pdfchat.orchestrator.providers import ExtractiveProvider
-from pdfchat.orchestrator.router import Completion, Router, RoutingTrace, StreamInterrupted
+from pdfchat.orchestrator.retry import RetryPolicy
+from pdfchat.orchestrator.router import Completion, Router, RouterControls, RoutingTrace, StreamInterrupted
 
 REQUEST = GenerationRequest(question="What colour is the sky?", passages=(Passage("The sky is blue.", page=1),))
 
@@ -63,7 +64,13 @@ class ScriptedProvider:
 
 
 def router(llm: ScriptedProvider | None, first_token_timeout: float = 5.0) -> Router:
-    return Router(llm=llm, extractive=ExtractiveProvider(), first_token_timeout_seconds=first_token_timeout)
+    # One attempt per route: these tests are about fallback; retries are tested in test_retry.py.
+    return Router(
+        llm=llm,
+        extractive=ExtractiveProvider(),
+        first_token_timeout_seconds=first_token_timeout,
+        controls=RouterControls(retry_policy=RetryPolicy(max_attempts=1)),
+    )
 
 
 async def collect(r: Router, request: GenerationRequest = REQUEST) -> tuple[str, Completion, RoutingTrace]:

@@ -79,8 +79,18 @@ async def test_usage_is_recorded_for_the_calling_tenant_only(orchestrator_with_l
     assert others.usage.output_tokens == 0
 
 
-async def test_fault_before_first_token_falls_back_to_extractive(orchestrator_with_llm: str, sim: SimServer) -> None:
+async def test_single_fault_before_first_token_is_retried(orchestrator_with_llm: str, sim: SimServer) -> None:
     sim.configure(next_faults=["503"])
+    async with connect(orchestrator_with_llm) as client:
+        responses = await read_stream(client, tenant())
+    assert responses[-1].end.provider != "extractive"
+    assert sim.stats()["counters"]["status_503"] == 1
+    assert sim.stats()["counters"]["streams_completed"] == 1
+
+
+async def test_fault_before_first_token_falls_back_to_extractive(orchestrator_with_llm: str, sim: SimServer) -> None:
+    # Three attempts (PDFCHAT_RETRY_MAX_ATTEMPTS default), all failing: the extractive provider answers.
+    sim.configure(next_faults=["503", "503", "503"])
     async with connect(orchestrator_with_llm) as client:
         responses = await read_stream(client, tenant())
     *deltas, end = responses
@@ -88,16 +98,16 @@ async def test_fault_before_first_token_falls_back_to_extractive(orchestrator_wi
     text = "".join(r.delta.text for r in deltas)
     assert text.startswith(NOTICE_EN)
     assert "The tower was finished in 1889. [1] (p. 7)" in text
-    assert sim.stats()["counters"]["status_503"] == 1
+    assert sim.stats()["counters"]["status_503"] == 3
 
 
 async def test_no_first_token_in_time_falls_back(orchestrator_with_llm: str, sim: SimServer) -> None:
     # The orchestrator under test waits 2 s for a first token (PDFCHAT_LLM_FIRST_TOKEN_TIMEOUT_SECONDS).
-    sim.configure(next_faults=["timeout"], timeout_seconds=4)
+    sim.configure(next_faults=["timeout", "timeout", "timeout"], timeout_seconds=4)
     async with connect(orchestrator_with_llm) as client:
         responses = await read_stream(client, tenant())
     assert responses[-1].end.provider == "extractive"
-    assert sim.stats()["counters"]["timeouts"] == 1
+    assert sim.stats()["counters"]["timeouts"] == 3
 
 
 async def test_cut_stream_ends_with_unavailable_not_a_normal_end(orchestrator_with_llm: str, sim: SimServer) -> None:

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from urllib.parse import urlsplit
+
+from redis.asyncio import Redis
 
 from pdfchat.common import db, redis_client
 from pdfchat.common.grpc_server import ServiceSpec, serve
 from pdfchat.common.logs import configure_logging
 from pdfchat.common.settings import port_of
-from pdfchat.orchestrator import document_events
+from pdfchat.orchestrator import config, document_events, providers
+from pdfchat.orchestrator.breaker import CircuitBreakers
 from pdfchat.orchestrator.budgets import TenantBudgets
 from pdfchat.orchestrator.cache import ResponseCache
-from pdfchat.orchestrator.generation import ModelSpec
+from pdfchat.orchestrator.config import ConfigWatcher, LLMConfig
+from pdfchat.orchestrator.learned import LearnedLimits
 from pdfchat.orchestrator.ledger import SCHEMA, UsageLedger
+from pdfchat.orchestrator.limiter import Limiter
 from pdfchat.orchestrator.orchestration import Orchestrator
-from pdfchat.orchestrator.providers import ExtractiveProvider, OpenAICompatibleProvider, Provider
-from pdfchat.orchestrator.router import Router
+from pdfchat.orchestrator.providers import ExtractiveProvider
+from pdfchat.orchestrator.retry import RetryBudget, RetryPolicy
+from pdfchat.orchestrator.router import Router, RouterControls
 from pdfchat.orchestrator.server import SERVICE_NAME, OrchestratorServicer
 from pdfchat.orchestrator.settings import OrchestratorSettings
 from pdfchat.v1 import orchestrator_pb2_grpc
@@ -25,26 +30,69 @@ from pdfchat.v1 import orchestrator_pb2_grpc
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def llm_provider(settings: OrchestratorSettings) -> Provider | None:
-    """The provider for `PDFCHAT_LLM_BASE_URL`, or None when it is not set."""
-    if not settings.llm_base_url:
-        return None
-    host = urlsplit(settings.llm_base_url).hostname or "llm"
-    model = ModelSpec(
-        name=settings.llm_model,
-        provider=host,
+def llm_config(settings: OrchestratorSettings) -> LLMConfig:
+    """The YAML file's configuration when `PDFCHAT_LLM_CONFIG` is set, else the single `PDFCHAT_LLM_*` endpoint."""
+    if settings.llm_config is not None:
+        return config.load(settings.llm_config)
+    return config.single_endpoint(
+        base_url=settings.llm_base_url,
+        api_key=settings.llm_api_key,
+        model=settings.llm_model,
         context_window=settings.llm_context_window,
         quality_tier=settings.llm_quality_tier,
         input_price_per_mtok=settings.llm_input_price_per_mtok,
         output_price_per_mtok=settings.llm_output_price_per_mtok,
-    )
-    return OpenAICompatibleProvider(
-        name=host,
-        base_url=settings.llm_base_url,
-        api_key=settings.llm_api_key,
-        models=[model],
         request_timeout_seconds=settings.llm_request_timeout_seconds,
     )
+
+
+def build_router(settings: OrchestratorSettings, redis: Redis) -> tuple[Router, ConfigWatcher | None]:
+    """The router with its shared limiter, breakers, retry budget and learned limits, and the config watcher."""
+    prefix = settings.limiter_prefix
+    controls = RouterControls(
+        limiter=Limiter(
+            redis,
+            prefix=prefix,
+            lease_seconds=settings.limiter_lease_seconds,
+            max_waiters=settings.limiter_max_waiters,
+            max_wait_seconds=settings.limiter_max_wait_seconds,
+        ),
+        breakers=CircuitBreakers(
+            redis,
+            prefix=prefix,
+            failure_threshold=settings.breaker_failure_threshold,
+            failure_window_seconds=settings.breaker_failure_window_seconds,
+            open_seconds=settings.breaker_open_seconds,
+            probe_seconds=settings.breaker_probe_seconds,
+        ),
+        learned=LearnedLimits(redis, prefix=prefix, discovery_concurrency=settings.limiter_discovery_concurrency),
+        retry_budget=RetryBudget(
+            redis, prefix=prefix, ratio=settings.retry_budget_ratio, min_retries=settings.retry_budget_min
+        ),
+        retry_policy=RetryPolicy(
+            max_attempts=settings.retry_max_attempts,
+            base_seconds=settings.retry_base_seconds,
+            cap_seconds=settings.retry_cap_seconds,
+            max_wait_seconds=settings.retry_max_wait_seconds,
+        ),
+        min_call_seconds=settings.llm_min_call_seconds,
+        estimated_output_tokens=settings.llm_estimated_output_tokens,
+    )
+    router = Router(
+        extractive=ExtractiveProvider(),
+        first_token_timeout_seconds=settings.llm_first_token_timeout_seconds,
+        controls=controls,
+    )
+    initial = llm_config(settings)
+    router.apply(initial, providers.build(initial, router.observe_headers))
+    if settings.llm_config is None:
+        return router, None
+    watcher = ConfigWatcher(
+        settings.llm_config,
+        lambda new: router.apply(new, providers.build(new, router.observe_headers)),
+        interval_seconds=settings.llm_config_reload_seconds,
+    )
+    return router, watcher
 
 
 async def main() -> None:
@@ -55,10 +103,7 @@ async def main() -> None:
     )
     await db.migrate(pool, SCHEMA, MIGRATIONS)
     redis = redis_client.create_redis(settings.redis_url)
-    llm = llm_provider(settings)
-    router = Router(
-        llm=llm, extractive=ExtractiveProvider(), first_token_timeout_seconds=settings.llm_first_token_timeout_seconds
-    )
+    router, watcher = build_router(settings, redis)
     ledger = UsageLedger(
         pool,
         batch_size=settings.ledger_batch_size,
@@ -90,6 +135,10 @@ async def main() -> None:
         if cache is not None:
             await document_events.run(settings.nats_url, settings.jobs_namespace, cache, stop)
 
+    async def watch_llm_config(stop: asyncio.Event) -> None:
+        if watcher is not None:
+            await watcher.run(stop)
+
     async def stop() -> None:
         for provider in router.providers:
             await provider.close()
@@ -105,7 +154,7 @@ async def main() -> None:
             ),
             service_names=(SERVICE_NAME,),
             dependency_checks=(lambda: db.check(pool), lambda: redis_client.check(redis)),
-            background=(ledger.run, invalidate_cached_answers),
+            background=(ledger.run, invalidate_cached_answers, watch_llm_config),
             on_stop=stop,
         ),
         settings,

@@ -7,7 +7,7 @@ is treated as cut (the router never reports a cut stream as a normal end).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -40,6 +40,9 @@ class GenerationRequest:
     prompt_template_id: str = ""
     """The caller's prompt template, part of the cache key with its version."""
     prompt_template_version: int = 0
+    priority: str = "interactive"
+    """`interactive` (a person is waiting) or `batch`: batch traffic waits behind interactive traffic and
+    may not use the capacity reserved for it."""
 
 
 @dataclass(frozen=True)
@@ -81,10 +84,19 @@ ProviderEvent = TextDelta | Finished
 class ProviderError(Exception):
     """A provider call failed. `status` is the HTTP status when there was one."""
 
-    def __init__(self, message: str, *, status: int | None = None, retry_after_seconds: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after_seconds: float | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after_seconds = retry_after_seconds
+        self.headers: Mapping[str, str] = headers or {}
+        """The HTTP response headers, when there was a response (rate-limit learning reads them)."""
 
     @property
     def kind(self) -> str:

@@ -25,7 +25,7 @@ from pdfchat.orchestrator.cache import CachedAnswer, Lease, Lookup, ResponseCach
 from pdfchat.orchestrator.generation import GenerationRequest, ModelSpec, TextDelta
 from pdfchat.orchestrator.ledger import UsageEvent, UsageLedger
 from pdfchat.orchestrator.providers import EXTRACTIVE_MODEL
-from pdfchat.orchestrator.router import Completion, Router, RoutingTrace, StreamInterrupted
+from pdfchat.orchestrator.router import Completion, Router, RoutingTrace, StreamEvent, StreamInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class Orchestrator:
     def models(self) -> list[ModelSpec]:
         return self.router.models()
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[TextDelta | Completion]:
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamEvent]:
         """The router's stream (or a cached answer replayed as one), with one usage event however it ends."""
         meter = _Meter(request)
         lease: Lease | None = None

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import openai
 
 from pdfchat.common import deadlines
 from pdfchat.orchestrator import extractive, prompts, tokens
+from pdfchat.orchestrator.config import LLMConfig
 from pdfchat.orchestrator.generation import (
     Finished,
     GenerationRequest,
@@ -36,6 +37,9 @@ from pdfchat.orchestrator.generation import (
 log = logging.getLogger(__name__)
 
 EXTRACTIVE_MODEL = "extractive"
+
+HeadersObserver = Callable[[str, ModelSpec, Mapping[str, str]], Awaitable[None]]
+"""Called with (provider name, model, response headers) for every HTTP answer, errors included."""
 
 
 class Provider(Protocol):
@@ -95,10 +99,12 @@ class OpenAICompatibleProvider:
         api_key: str,
         models: Sequence[ModelSpec],
         request_timeout_seconds: float,
+        on_headers: HeadersObserver | None = None,
     ) -> None:
         self._name = name
         self._models = tuple(models)
         self._timeout = request_timeout_seconds
+        self._on_headers = on_headers
         # Local endpoints take no key, but the SDK insists on one.
         self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key or "unused", max_retries=0)
 
@@ -117,7 +123,7 @@ class OpenAICompatibleProvider:
         usage: TokenUsage | None = None
         started = False
         try:
-            stream = await self._client.chat.completions.create(
+            raw = await self._client.chat.completions.with_raw_response.create(
                 model=model.name,
                 messages=messages,
                 stream=True,
@@ -126,6 +132,8 @@ class OpenAICompatibleProvider:
                 max_tokens=openai.omit if request.max_tokens is None else request.max_tokens,
                 timeout=deadlines.timeout(self._timeout),
             )
+            await self._observe(model, raw.headers)
+            stream = raw.parse()
             try:
                 async for chunk in stream:
                     if chunk.usage is not None:
@@ -139,13 +147,39 @@ class OpenAICompatibleProvider:
             finally:
                 await stream.close()
         except openai.APIError as exc:
+            if isinstance(exc, openai.APIStatusError):
+                await self._observe(model, exc.response.headers)
             raise _translate(exc, self._name, model.name, started) from exc
         if finish_reason is None:
             raise StreamCut(f"{self._name}/{model.name}: stream ended without a finish reason")
         yield Finished(finish_reason, usage)
 
+    async def _observe(self, model: ModelSpec, headers: Mapping[str, str]) -> None:
+        if self._on_headers is None:
+            return
+        try:
+            await self._on_headers(self._name, model, headers)
+        except Exception:
+            # Learning limits is an optimisation: a Redis hiccup must not fail the call itself.
+            log.exception("recording rate-limit headers of %s/%s failed", self._name, model.name)
+
     async def close(self) -> None:
         await self._client.close()
+
+
+def build(config: LLMConfig, on_headers: HeadersObserver | None = None) -> dict[str, Provider]:
+    """One `OpenAICompatibleProvider` per configured provider, by name."""
+    return {
+        provider.name: OpenAICompatibleProvider(
+            name=provider.name,
+            base_url=provider.base_url,
+            api_key=provider.api_key,
+            models=[model.spec for model in provider.models],
+            request_timeout_seconds=provider.request_timeout_seconds,
+            on_headers=on_headers,
+        )
+        for provider in config.providers
+    }
 
 
 def _translate(exc: openai.APIError, provider: str, model: str, started: bool) -> ProviderError:
@@ -157,13 +191,17 @@ def _translate(exc: openai.APIError, provider: str, model: str, started: bool) -
         return ProviderTimeout(f"{where}: timed out")
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
+        headers = dict(exc.response.headers)
         if status == 429:
             return ProviderRateLimited(
-                f"{where}: rate limited", status=status, retry_after_seconds=_retry_after(exc.response.headers)
+                f"{where}: rate limited",
+                status=status,
+                retry_after_seconds=_retry_after(exc.response.headers),
+                headers=headers,
             )
         if status >= 500 or status in (408, 409):
-            return ProviderUnavailable(f"{where}: HTTP {status}", status=status)
-        return ProviderRejected(f"{where}: HTTP {status}: {exc.message}", status=status)
+            return ProviderUnavailable(f"{where}: HTTP {status}", status=status, headers=headers)
+        return ProviderRejected(f"{where}: HTTP {status}: {exc.message}", status=status, headers=headers)
     return ProviderUnavailable(f"{where}: {exc.message}")
 
 

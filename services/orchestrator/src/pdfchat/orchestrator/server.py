@@ -10,6 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from pdfchat.common import identity
 from pdfchat.orchestrator.generation import ChatTurn, GenerationRequest, ModelSpec, Passage, TokenUsage
+from pdfchat.orchestrator.limiter import Waiting
 from pdfchat.orchestrator.orchestration import Orchestrator
 from pdfchat.orchestrator.router import Completion, StreamInterrupted
 from pdfchat.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
@@ -54,6 +55,11 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
                             provider=event.provider,
                             cached=event.cached,
                         ),
+                    )
+                elif isinstance(event, Waiting):
+                    # Before any token: the caller waits for capacity and can tell the user how long.
+                    yield orchestrator_pb2.GenerateStreamResponse(
+                        seq=seq, queued=common_pb2.QueueNotice(expected_wait_seconds=event.expected_wait_seconds)
                     )
                 else:
                     yield orchestrator_pb2.GenerateStreamResponse(seq=seq, delta=common_pb2.TokenDelta(text=event.text))
@@ -113,6 +119,7 @@ def to_request(spec: orchestrator_pb2.GenerationSpec) -> GenerationRequest:
         max_tokens=spec.max_tokens or None,
         prompt_template_id=spec.prompt_template_id,
         prompt_template_version=spec.prompt_template_version,
+        priority="batch" if spec.priority == orchestrator_pb2.PRIORITY_BATCH else "interactive",
     )
 
 
