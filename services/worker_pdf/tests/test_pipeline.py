@@ -254,3 +254,18 @@ async def test_transient_faults_raise_so_the_job_is_redelivered(tmp_path: Path) 
     harness.reporter.fail_times = 1
     with pytest.raises(ConnectionError):
         await harness.pipeline.run(parse_job(key))
+
+
+async def test_a_page_that_takes_too_long_has_no_text_and_the_document_goes_on(tmp_path: Path) -> None:
+    from pdfchat.worker_pdf.extraction import ExtractionLimits, ReadOptions
+
+    from .test_extraction import scanned_pdf
+
+    source = tmp_path / "scan.pdf"
+    source.write_bytes(scanned_pdf([f"Line {n} of a long scanned page." for n in range(25)], then_text_page="Text."))
+    limits = ParseLimits(extraction=ExtractionLimits(page_time_limit=0.5, read=ReadOptions(ocr_dpi=600)))
+    harness, key = await harness_for(tmp_path, source, limits)
+    result = await harness.pipeline.run(parse_job(key))
+    assert (result.outcome, result.failed_pages, result.chunks) == (Outcome.PARSED, (1,), 1)
+    assert harness.sink.segments[0].page == 2
+    assert harness.reporter.reports[-1].range_result == RangeResult(1, 2, 1)
