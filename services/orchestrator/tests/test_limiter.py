@@ -1,0 +1,228 @@
+"""The Redis limiter: accuracy across processes, reserve/settle (cancellation too), queue or refuse by deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from pdfchat.common import deadlines
+from pdfchat.orchestrator.config import ScopeLimits
+from pdfchat.orchestrator.limiter import CapacityRefused, Limiter, Reservation, Scope, Waiting, batch_limits
+
+pytestmark = pytest.mark.integration
+
+_WORKER = textwrap.dedent(
+    """
+    import asyncio, json, random, sys, time
+    from redis.asyncio import Redis
+    from pdfchat.orchestrator.config import ScopeLimits
+    from pdfchat.orchestrator.limiter import Limiter, Scope
+
+    url, prefix, window, rpm, tpm, workers, seconds = sys.argv[1:8]
+
+    async def main():
+        redis = Redis.from_url(url)
+        limiter = Limiter(redis, prefix=prefix, window_seconds=float(window), poll_seconds=0.01)
+        scopes = [Scope("model:p/m", ScopeLimits(rpm=int(rpm), tpm=int(tpm)))]
+        admitted = []
+        rng = random.Random()
+        stop_at = time.monotonic() + float(seconds)
+
+        async def worker():
+            while time.monotonic() < stop_at:
+                tokens = rng.randint(5, 40)
+                reservation, wait, _ = await limiter.try_reserve(scopes, tokens)
+                if reservation is None:
+                    await asyncio.sleep(min(wait, 0.05) * rng.random())
+                    continue
+                await reservation.settle(tokens)
+                admitted.append((reservation.admitted_at_ms, tokens))
+
+        await asyncio.gather(*(worker() for _ in range(int(workers))))
+        print(json.dumps(admitted))
+        await redis.aclose()
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+def prefix() -> str:
+    return f"test:{uuid.uuid4().hex[:10]}"
+
+
+def max_in_window(events: list[tuple[int, int]], window_ms: int, weight: bool) -> int:
+    """The most requests (or tokens, with `weight`) admitted in any sliding window of `window_ms`."""
+    events = sorted(events)
+    best, total, start = 0, 0, 0
+    for at, tokens in events:
+        total += tokens if weight else 1
+        while events[start][0] <= at - window_ms:
+            total -= events[start][1] if weight else 1
+            start += 1
+        best = max(best, total)
+    return best
+
+
+def test_four_processes_at_high_concurrency_share_one_limit_without_overshoot(redis_url: str) -> None:
+    # 4 processes x 50 concurrent callers hammer one limit for 3 windows of 2 s each.
+    key_prefix, window, rpm, tpm = prefix(), 2.0, 150, 2500
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, redis_url, key_prefix, str(window), str(rpm), str(tpm), "50", "6"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    events: list[tuple[int, int]] = []
+    per_process: list[int] = []
+    for process in processes:
+        out, _ = process.communicate(timeout=60)
+        assert process.returncode == 0
+        admitted = [tuple(e) for e in json.loads(out)]
+        per_process.append(len(admitted))
+        events += admitted  # type: ignore[arg-type]
+    window_ms = round(window * 1000)
+    busiest_requests = max_in_window(events, window_ms, weight=False)
+    busiest_tokens = max_in_window(events, window_ms, weight=True)
+    overshoot = max(busiest_requests / rpm, busiest_tokens / tpm) - 1
+    print(f"limiter overshoot: requests {busiest_requests}/{rpm}, tokens {busiest_tokens}/{tpm} -> {overshoot:+.2%}")
+    assert overshoot <= 0.02
+    assert all(count > 0 for count in per_process), "every process got a share"
+    # And the limit is used, not starved: at least one window was (nearly) full.
+    assert max(busiest_requests / rpm, busiest_tokens / tpm) >= 0.9
+
+
+async def test_settle_replaces_the_estimate_and_frees_the_concurrency_slot(redis: Redis) -> None:
+    limiter = Limiter(redis, prefix=prefix())
+    scopes = [Scope("model:p/m", ScopeLimits(tpm=1000, max_concurrency=2))]
+    first = await limiter.reserve(scopes, 400)
+    second = await limiter.reserve(scopes, 400)
+    assert (await limiter.usage("model:p/m")).tokens == 800
+    refused, wait, blocked = await limiter.try_reserve(scopes, 100)
+    assert refused is None and wait > 0 and "concurrency" in blocked
+    await first.settle(150)
+    usage = await limiter.usage("model:p/m")
+    assert (usage.requests, usage.tokens, usage.in_flight) == (2, 550, 1)
+    await first.settle(999)  # settling twice changes nothing
+    assert (await limiter.usage("model:p/m")).tokens == 550
+    await second.settle(0, cancel=True)  # never sent: its request and tokens are withdrawn
+    usage = await limiter.usage("model:p/m")
+    assert (usage.requests, usage.tokens, usage.in_flight) == (1, 150, 0)
+
+
+async def test_a_cancelled_call_settles_and_releases_its_slot(redis: Redis) -> None:
+    limiter = Limiter(redis, prefix=prefix())
+    scopes = [Scope("model:p/m", ScopeLimits(tpm=10_000, max_concurrency=1))]
+    started = asyncio.Event()
+
+    async def call() -> None:
+        reservation = await limiter.reserve(scopes, 500)
+        used = 0
+        try:
+            started.set()
+            for _ in range(100):
+                await asyncio.sleep(0.01)
+                used += 7
+        finally:
+            await reservation.settle(used)
+
+    task = asyncio.create_task(call())
+    await started.wait()
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    usage = await limiter.usage("model:p/m")
+    assert usage.in_flight == 0
+    assert 0 < usage.tokens < 500
+    assert (await limiter.try_reserve(scopes, 100))[0] is not None
+
+
+async def test_caller_waits_when_capacity_frees_within_its_deadline(redis: Redis) -> None:
+    limiter = Limiter(redis, prefix=prefix(), window_seconds=1.5, poll_seconds=0.02)
+    scopes = [Scope("model:p/m", ScopeLimits(rpm=1))]
+    await limiter.reserve(scopes, 10)
+    token = deadlines.bind(5.0)
+    try:
+        steps = [step async for step in limiter.admit(scopes, 10, min_call_seconds=0.1)]
+    finally:
+        deadlines.reset(token)
+    assert isinstance(steps[0], Waiting)
+    assert 0.5 < steps[0].expected_wait_seconds <= 1.6
+    assert isinstance(steps[-1], Reservation)
+
+
+async def test_caller_whose_deadline_cannot_be_met_gets_resource_exhausted_with_retry_after(redis: Redis) -> None:
+    limiter = Limiter(redis, prefix=prefix(), window_seconds=30)
+    scopes = [Scope("model:p/m", ScopeLimits(rpm=1))]
+    await limiter.reserve(scopes, 10)
+    token = deadlines.bind(2.0)
+    try:
+        with pytest.raises(CapacityRefused) as refused:
+            await limiter.reserve(scopes, 10, min_call_seconds=0.5)
+    finally:
+        deadlines.reset(token)
+    assert refused.value.retry_after_seconds is not None
+    assert 25 < refused.value.retry_after_seconds <= 30.1
+
+
+async def test_request_larger_than_the_tpm_limit_is_refused_at_once(redis: Redis) -> None:
+    limiter = Limiter(redis, prefix=prefix())
+    with pytest.raises(CapacityRefused, match="never fit"):
+        await limiter.reserve([Scope("model:p/m", ScopeLimits(tpm=100))], 101)
+
+
+async def test_full_wait_queue_refuses_instead_of_growing(redis: Redis) -> None:
+    limiter = Limiter(redis, prefix=prefix(), window_seconds=5, max_waiters=1)
+    scopes = [Scope("model:p/m", ScopeLimits(rpm=1))]
+    await limiter.reserve(scopes, 1)
+    waiting = asyncio.create_task(limiter.reserve(scopes, 1))
+    await asyncio.sleep(0.2)
+    with pytest.raises(CapacityRefused, match="queue is full"):
+        await limiter.reserve(scopes, 1)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert limiter.waiters == 0
+
+
+async def test_batch_traffic_leaves_the_interactive_reserve_free(redis: Redis) -> None:
+    limiter = Limiter(redis, prefix=prefix(), window_seconds=30)
+    limits = ScopeLimits(rpm=10)
+    batch = [Scope("model:p/m", batch_limits(limits, 0.2))]
+    interactive = [Scope("model:p/m", limits)]
+    for _ in range(8):
+        assert (await limiter.try_reserve(batch, 1))[0] is not None
+    assert (await limiter.try_reserve(batch, 1))[0] is None
+    assert (await limiter.try_reserve(interactive, 1))[0] is not None
+    assert (await limiter.try_reserve(interactive, 1))[0] is not None
+    assert (await limiter.try_reserve(interactive, 1))[0] is None
+
+
+async def test_cooldown_holds_every_limiter_sharing_the_prefix(redis: Redis, redis_url: str) -> None:
+    key_prefix = prefix()
+    other_client = Redis.from_url(redis_url)
+    try:
+        first, second = Limiter(redis, prefix=key_prefix), Limiter(other_client, prefix=key_prefix)
+        await first.set_cooldown("p/m", 3)
+        reservation, wait, blocked = await second.try_reserve([Scope("model:p/m", ScopeLimits())], 1, cooldown="p/m")
+        assert reservation is None and blocked == "cooldown" and 2 < wait <= 3
+    finally:
+        await other_client.aclose()
