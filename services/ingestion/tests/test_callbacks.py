@@ -180,5 +180,7 @@ async def test_a_document_without_callback_url_queues_no_delivery(
         await harness.library.upload(Identity(tenant_id=tenant), UploadRequest("a.pdf"), stream(tiny_pdf()))
     ).document
     await finish(harness, document)
-    count = await pool.fetchval("SELECT count(*) FROM ingestion.callback_deliveries WHERE document_id = $1", document.id)
+    count = await pool.fetchval(
+        "SELECT count(*) FROM ingestion.callback_deliveries WHERE document_id = $1", document.id
+    )
     assert count == 0

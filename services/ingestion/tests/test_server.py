@@ -6,6 +6,9 @@ delete path is checked down to the metadata of the call it makes.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -14,9 +17,11 @@ from pathlib import Path
 import grpc
 import pytest
 import pytest_asyncio
-from ingestion_support import ParseJobs, tiny_pdf
+from ingestion_support import CallbackReceiver, ParseJobs, tiny_pdf
+from nats.js.client import JetStreamContext
 
 from pdfchat.common.identity import TENANT_KEY, Identity
+from pdfchat.common.jetstream import JobQueues
 from pdfchat.v1 import (
     common_pb2,
     ingestion_pb2,
@@ -107,12 +112,16 @@ async def upload(
     *,
     filename: str = "doc.pdf",
     idempotency_key: str = "",
+    callback_url: str = "",
     chunk_size: int = 16 * 1024,
 ) -> ingestion_pb2.UploadResponse:
     async def requests() -> AsyncIterator[ingestion_pb2.UploadRequest]:
         yield ingestion_pb2.UploadRequest(
             metadata=ingestion_pb2.UploadMetadata(
-                filename=filename, content_type="application/pdf", idempotency_key=idempotency_key
+                filename=filename,
+                content_type="application/pdf",
+                idempotency_key=idempotency_key,
+                callback_url=callback_url,
             )
         )
         for start in range(0, len(content), chunk_size):
@@ -346,7 +355,17 @@ def suite_addrs(
     stack_factory: Callable[..., devstack.Stack], ingestion_jobs_namespace: str
 ) -> Iterator[dict[str, str]]:
     """ingestion with the real vector_index."""
-    stack = stack_factory(("vector_index", "ingestion"), extra_env={"PDFCHAT_JOBS_NAMESPACE": ingestion_jobs_namespace})
+    stack = stack_factory(
+        ("vector_index", "ingestion"),
+        extra_env={
+            "PDFCHAT_JOBS_NAMESPACE": ingestion_jobs_namespace,
+            "PDFCHAT_SWEEP_DELAY_SECONDS": "1",
+            "PDFCHAT_RECONCILE_INTERVAL_SECONDS": "0.3",
+            "PDFCHAT_WEBHOOK_SECRET": "suite-webhook-secret",
+            "PDFCHAT_CALLBACK_BACKOFF_SECONDS": "0.2",
+            "PDFCHAT_CALLBACK_INTERVAL_SECONDS": "0.2",
+        },
+    )
     yield {name: stack.config.env[f"PDFCHAT_{name.upper()}_ADDR"] for name in ("vector_index", "ingestion")}
     stack.stop()
 
@@ -382,3 +401,186 @@ async def test_delete_removes_the_documents_segments_from_the_real_vector_index(
             ingestion_pb2.DeleteDocumentRequest(document_id=document.id), metadata=as_tenant(caller), timeout=10
         )
         assert (await index.GetDocumentIndexStats(stats, metadata=as_tenant(caller), timeout=10)).segments == 0
+
+
+def segments_of(
+    document_id: str, version: int, texts: list[str], first_ordinal: int = 0
+) -> list[vector_index_pb2.Segment]:
+    return [
+        vector_index_pb2.Segment(
+            id=str(uuid.uuid5(uuid.UUID(document_id), f"{version}:{first_ordinal + index}")),
+            document_id=document_id,
+            version=version,
+            page=1,
+            ordinal=first_ordinal + index,
+            text=text,
+        )
+        for index, text in enumerate(texts)
+    ]
+
+
+@dataclass
+class Pair:
+    ingestion: ingestion_pb2_grpc.IngestionServiceStub
+    index: vector_index_pb2_grpc.VectorIndexServiceStub
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def pair(suite_addrs: dict[str, str]) -> AsyncIterator[Pair]:
+    async with (
+        grpc.aio.insecure_channel(suite_addrs["ingestion"]) as ingestion_channel,
+        grpc.aio.insecure_channel(suite_addrs["vector_index"]) as index_channel,
+    ):
+        yield Pair(
+            ingestion_pb2_grpc.IngestionServiceStub(ingestion_channel),
+            vector_index_pb2_grpc.VectorIndexServiceStub(index_channel),
+        )
+
+
+async def parse_and_embed(
+    pair: Pair, caller: Identity, document: ingestion_pb2.Document, texts: list[str]
+) -> ingestion_pb2.Document:
+    """What worker_pdf and embedding do for a one-page version: segments stored, the range reported, all
+    segments counted as embedded."""
+    md = as_tenant(caller)
+    await report(pair.ingestion, caller, document, Status.DOCUMENT_STATUS_PARSING, pages_total=1)
+    segments = segments_of(document.id, document.version, texts)
+    await pair.index.UpsertSegments(vector_index_pb2.UpsertSegmentsRequest(segments=segments), metadata=md, timeout=10)
+    await report(pair.ingestion, caller, document, Status.DOCUMENT_STATUS_PARSING, range_result=(1, 1, len(texts)))
+    return await report(
+        pair.ingestion,
+        caller,
+        document,
+        Status.DOCUMENT_STATUS_EMBEDDING,
+        chunks_total=len(texts),
+        chunks_done=len(texts),
+    )
+
+
+async def search_versions(pair: Pair, metadata: tuple[tuple[str, str], ...], document_id: str) -> list[int]:
+    reply = await pair.index.Search(
+        vector_index_pb2.SearchRequest(query_text="vistula river", document_ids=[document_id], top_k=50),
+        metadata=metadata,
+        timeout=10,
+    )
+    return [hit.segment.version for hit in reply.hits]
+
+
+async def test_reprocess_swaps_versions_in_search_without_ever_mixing_them(pair: Pair, caller: Identity) -> None:
+    md = as_tenant(caller)
+    document = (await upload(pair.ingestion, caller, tiny_pdf())).document
+    segments = [f"version one passage {i} on the Vistula river" for i in range(3)]
+    await pair.index.UpsertSegments(
+        vector_index_pb2.UpsertSegmentsRequest(segments=segments_of(document.id, 1, segments)), metadata=md, timeout=10
+    )
+    assert await search_versions(pair, md, document.id) == [], "not searchable before its first READY"
+    ready = await parse_and_embed(pair, caller, document, segments)
+    assert ready.status == Status.DOCUMENT_STATUS_READY
+    assert sorted(await search_versions(pair, md, document.id)) == [1, 1, 1]
+    stranger = as_tenant(Identity(tenant_id=f"{caller.tenant_id}-other"))
+    assert await search_versions(pair, stranger, document.id) == [], "another tenant never sees it"
+
+    seen: list[list[int]] = []
+    stop = asyncio.Event()
+
+    async def keep_searching() -> None:
+        while not stop.is_set():
+            seen.append(await search_versions(pair, md, document.id))
+
+    searcher = asyncio.create_task(keep_searching())
+    try:
+        second = (
+            await pair.ingestion.ReprocessDocument(
+                ingestion_pb2.ReprocessDocumentRequest(document_id=document.id), metadata=md, timeout=10
+            )
+        ).document
+        assert second.version == 2
+        await asyncio.sleep(0.2)
+        ready2 = await parse_and_embed(
+            pair, caller, second, [f"version two passage {i} on the Vistula river" for i in range(5)]
+        )
+        assert ready2.status == Status.DOCUMENT_STATUS_READY
+        await asyncio.sleep(0.2)
+    finally:
+        stop.set()
+        await searcher
+    assert sorted(await search_versions(pair, md, document.id)) == [2] * 5
+    assert all(len(set(versions)) == 1 and len(versions) in (3, 5) for versions in seen), f"never a mix: {seen}"
+    assert {versions[0] for versions in seen} == {1, 2}
+    old = vector_index_pb2.GetDocumentIndexStatsRequest(document_id=document.id, version=1)
+    assert (await pair.index.GetDocumentIndexStats(old, metadata=md, timeout=10)).segments == 0
+
+
+async def test_delete_during_processing_leaves_no_segments_even_after_a_late_worker_write(
+    pair: Pair, caller: Identity
+) -> None:
+    md = as_tenant(caller)
+    document = (await upload(pair.ingestion, caller, tiny_pdf())).document
+    await report(pair.ingestion, caller, document, Status.DOCUMENT_STATUS_PARSING, pages_total=2)
+    await pair.index.UpsertSegments(
+        vector_index_pb2.UpsertSegmentsRequest(segments=segments_of(document.id, 1, ["page one on the Vistula river"])),
+        metadata=md,
+        timeout=10,
+    )
+    await pair.ingestion.DeleteDocument(
+        ingestion_pb2.DeleteDocumentRequest(document_id=document.id), metadata=md, timeout=10
+    )
+    stats = vector_index_pb2.GetDocumentIndexStatsRequest(document_id=document.id, version=1)
+    assert (await pair.index.GetDocumentIndexStats(stats, metadata=md, timeout=10)).segments == 0
+
+    # the worker was in the middle of page 2: its write lands after the delete, and its report is ignored
+    late = segments_of(document.id, 1, ["page two on the Vistula river"], first_ordinal=1)
+    await pair.index.UpsertSegments(vector_index_pb2.UpsertSegmentsRequest(segments=late), metadata=md, timeout=10)
+    await report(pair.ingestion, caller, document, Status.DOCUMENT_STATUS_PARSING, range_result=(1, 2, 2))
+    assert await search_versions(pair, md, document.id) == [], "a deleted document never answers"
+    async with asyncio.timeout(15):
+        while (await pair.index.GetDocumentIndexStats(stats, metadata=md, timeout=10)).segments:  # noqa: ASYNC110 - polls another process
+            await asyncio.sleep(0.2)
+
+
+async def test_ready_outcome_is_posted_to_the_callback_url_signed_with_the_configured_secret(
+    pair: Pair, caller: Identity
+) -> None:
+    receiver = CallbackReceiver([503, 200])
+    try:
+        document = (await upload(pair.ingestion, caller, tiny_pdf(), callback_url=receiver.url)).document
+        await parse_and_embed(pair, caller, document, ["a passage on the Vistula river"])
+        async with asyncio.timeout(15):
+            while len(receiver.requests) < 2:  # noqa: ASYNC110 - the receiver runs in another thread
+                await asyncio.sleep(0.1)
+    finally:
+        receiver.close()
+    body = receiver.requests[1].body
+    expected = "sha256=" + hmac.new(b"suite-webhook-secret", body, hashlib.sha256).hexdigest()
+    assert receiver.requests[1].headers["x-pdfchat-signature"] == expected
+    assert json.loads(body)["status"] == "READY"
+
+
+async def test_dead_lettered_job_fails_the_document_in_the_running_service(
+    pair: Pair, caller: Identity, js: JetStreamContext, ingestion_jobs_namespace: str
+) -> None:
+    document = (await upload(pair.ingestion, caller, tiny_pdf())).document
+    job = common_pb2.ParseJob(tenant_id=caller.tenant_id, document_id=document.id, version=1)
+    await js.publish(
+        JobQueues(ingestion_jobs_namespace).dlq_subject("parse"),
+        job.SerializeToString(),
+        headers={"Pdfchat-Dlq-Reason": "max deliveries reached: worker killed"},
+    )
+    async with asyncio.timeout(15):
+        while True:
+            current = (
+                await pair.ingestion.GetDocument(
+                    ingestion_pb2.GetDocumentRequest(document_id=document.id), metadata=as_tenant(caller), timeout=10
+                )
+            ).document
+            if current.status == Status.DOCUMENT_STATUS_FAILED:
+                break
+            await asyncio.sleep(0.1)
+    assert current.failed_stage == "parse"
+    assert "worker killed" in current.error
+
+
+async def test_upload_with_a_bad_callback_url_is_invalid_argument(pair: Pair, caller: Identity) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await upload(pair.ingestion, caller, tiny_pdf(), callback_url="file:///etc/passwd")
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -10,7 +10,6 @@ answers exact-term queries.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,7 +17,7 @@ from pdfchat.common.errors import InvalidArgument
 from pdfchat.vector_index import fts
 from pdfchat.vector_index.fusion import reciprocal_rank_fusion
 from pdfchat.vector_index.settings import VectorIndexSettings
-from pdfchat.vector_index.store import Candidate, Segment, SegmentStore
+from pdfchat.vector_index.store import Candidate, Db, Segment, SegmentStore
 
 DEFAULT_TOP_K = 8
 MAX_TOP_K = 50
@@ -61,16 +60,19 @@ class HybridSearch:
         if any(not document_id for document_id in query.document_ids):
             raise InvalidArgument("document_ids must not contain empty ids")
         limit = max(top_k, self._candidates)
-        by_vector, by_text = await asyncio.gather(self._by_vector(query, limit), self._by_text(query, limit))
-        fused = reciprocal_rank_fusion(
-            [[c.segment_id for c in by_vector], [c.segment_id for c in by_text]], k=self._rrf_k
-        )[:top_k]
-        if not fused:
-            return []
-        segments = {segment.id: segment for segment in await self._store.get_segments([f.item for f in fused])}
+        # One snapshot for every read: both retrievers and the segments see the same active versions.
+        async with self._store.snapshot() as conn:
+            by_vector = await self._by_vector(query, limit, conn)
+            by_text = await self._by_text(query, limit, conn)
+            fused = reciprocal_rank_fusion(
+                [[c.segment_id for c in by_vector], [c.segment_id for c in by_text]], k=self._rrf_k
+            )[:top_k]
+            if not fused:
+                return []
+            found = await self._store.get_segments([f.item for f in fused], conn)
+        segments = {segment.id: segment for segment in found}
         vector_scores = {c.segment_id: c.score for c in by_vector}
         text_scores = {c.segment_id: c.score for c in by_text}
-        # A segment deleted since it was ranked is missing from `segments` and left out.
         return [
             SearchHit(
                 segment=segments[f.item],
@@ -82,16 +84,16 @@ class HybridSearch:
             if f.item in segments
         ]
 
-    async def _by_vector(self, query: SearchQuery, limit: int) -> list[Candidate]:
+    async def _by_vector(self, query: SearchQuery, limit: int, conn: Db) -> list[Candidate]:
         if not query.vector:
             return []
-        return await self._store.vector_candidates(query.vector, query.document_ids, limit, self._ef_search)
+        return await self._store.vector_candidates(query.vector, query.document_ids, limit, self._ef_search, conn)
 
-    async def _by_text(self, query: SearchQuery, limit: int) -> list[Candidate]:
+    async def _by_text(self, query: SearchQuery, limit: int, conn: Db) -> list[Candidate]:
         expression = fts.query_expression(query.text)
         if expression is None:
             return []
-        return await self._store.text_candidates(expression, query.document_ids, limit)
+        return await self._store.text_candidates(expression, query.document_ids, limit, conn)
 
 
 def _top_k(requested: int) -> int:

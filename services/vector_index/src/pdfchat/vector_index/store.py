@@ -7,19 +7,25 @@ tenant; another tenant's segment looks exactly like a missing one. Segment ids a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
+from typing import Any, TypeAlias
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 from pgvector import Vector
 from pgvector.asyncpg import register_vector
 
 from pdfchat.common import identity
 from pdfchat.common.errors import InvalidArgument
 from pdfchat.vector_index import fts
+
+Db: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
+"""A connection, from the pool or the one a search snapshot holds."""
 
 
 @dataclass(frozen=True)
@@ -201,13 +207,33 @@ class SegmentStore:
             )
         return len(rows)
 
-    async def get_segments(self, segment_ids: Sequence[str]) -> list[Segment]:
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[Db]:
+        """A connection in a read-only REPEATABLE READ transaction: the reads a search makes through it
+        (candidates of both retrievers, then the segments) all see one state of the index, so a search
+        that runs while a version is swapped in sees either the old version or the new one, never a mix,
+        and never loses hits whose segments were deleted after they were ranked."""
+        async with (
+            self._pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def _connection(self, conn: Db | None) -> AsyncIterator[Db]:
+        if conn is not None:
+            yield conn
+            return
+        async with self._pool.acquire() as acquired:
+            yield acquired
+
+    async def get_segments(self, segment_ids: Sequence[str], conn: Db | None = None) -> list[Segment]:
         """The tenant's segments with these ids, in the order asked; ids not found are left out."""
         self._check_batch(len(segment_ids), "segment ids")
         unique = list(dict.fromkeys(_canonical_id(segment_id) for segment_id in segment_ids))
         tenant = identity.require().tenant_id
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch(_SELECT_SEGMENTS_SQL, tenant, unique)
+        async with self._connection(conn) as db:
+            rows = await db.fetch(_SELECT_SEGMENTS_SQL, tenant, unique)
         return [_segment_from_row(row) for row in rows]
 
     async def delete_document(self, document_id: str, keep_version: int = 0) -> int:
@@ -308,7 +334,12 @@ class SegmentStore:
         return IndexStats(segments=int(row["segments"]), embedded=int(row["embedded"]))
 
     async def vector_candidates(
-        self, vector: Sequence[float], document_ids: Sequence[str], limit: int, ef_search: int
+        self,
+        vector: Sequence[float],
+        document_ids: Sequence[str],
+        limit: int,
+        ef_search: int,
+        conn: Db | None = None,
     ) -> list[Candidate]:
         """The `limit` nearest embedded segments; score is cosine similarity (1 - cosine distance).
 
@@ -317,17 +348,19 @@ class SegmentStore:
         keeps scanning until the limit is met; relaxed order is faster and the query re-sorts exactly.
         """
         tenant = identity.require().tenant_id
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            await conn.execute(f"SET LOCAL hnsw.ef_search = {max(int(ef_search), int(limit))}")
-            rows = await conn.fetch(VECTOR_CANDIDATES_SQL, tenant, list(vector), list(document_ids), limit)
+        async with self._connection(conn) as db, db.transaction():
+            await db.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            await db.execute(f"SET LOCAL hnsw.ef_search = {max(int(ef_search), int(limit))}")
+            rows = await db.fetch(VECTOR_CANDIDATES_SQL, tenant, list(vector), list(document_ids), limit)
         return [Candidate(str(row["id"]), 1.0 - float(row["distance"])) for row in rows]
 
-    async def text_candidates(self, expression: str, document_ids: Sequence[str], limit: int) -> list[Candidate]:
+    async def text_candidates(
+        self, expression: str, document_ids: Sequence[str], limit: int, conn: Db | None = None
+    ) -> list[Candidate]:
         """The `limit` best full-text matches of a tsquery expression (from `fts.query_expression`)."""
         tenant = identity.require().tenant_id
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch(TEXT_CANDIDATES_SQL, tenant, expression, list(document_ids), limit)
+        async with self._connection(conn) as db:
+            rows = await db.fetch(TEXT_CANDIDATES_SQL, tenant, expression, list(document_ids), limit)
         return [Candidate(str(row["id"]), float(row["rank"])) for row in rows]
 
     def check_vector(self, values: Sequence[float], what: str) -> None:
