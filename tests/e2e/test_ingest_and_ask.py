@@ -170,7 +170,7 @@ async def test_gateway_reports_ready_when_every_service_serves(client: httpx.Asy
 GRPCURL_CALLS = {
     "ingestion": ("pdfchat.v1.IngestionService", "ListDocuments", "{}"),
     "embedding": ("pdfchat.v1.EmbeddingService", "Embed", '{"texts": ["hello"], "kind": "EMBED_KIND_QUERY"}'),
-    "vector_index": ("pdfchat.v1.VectorIndexService", "GetDocumentIndexStats", '{"document_id": "none"}'),
+    "vector_index": ("pdfchat.v1.VectorIndexService", "GetDocumentIndexStats", '{"document_id": "none", "version": 1}'),
     "orchestrator": ("pdfchat.v1.OrchestratorService", "ListModels", "{}"),
     "chat": ("pdfchat.v1.ChatService", "ListMessages", '{"session_id": "none"}'),
 }
