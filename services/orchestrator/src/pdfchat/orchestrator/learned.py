@@ -26,6 +26,8 @@ from pdfchat.orchestrator.config import ScopeLimits
 
 log = logging.getLogger(__name__)
 
+MIN_SAMPLE = 5
+"""Requests in the window before a header-less 429 teaches an RPM."""
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
@@ -145,9 +147,15 @@ class LearnedLimits:
             log.info("learned limits of %s: rpm=%s tpm=%s", model_key, update.get("rpm"), update.get("tpm"))
 
     async def observe_rate_limited(self, model_key: str, admitted_in_window: int) -> None:
-        """A 429 without limit headers: the provider's RPM is about what we sent in the last window."""
+        """A 429 without limit headers: the provider's RPM is about what we sent in the last window.
+
+        Only from a sample of at least `MIN_SAMPLE` requests: a 429 among the first few calls says little
+        (a key shared with other clients, a momentary overload), and its Retry-After cooldown covers it.
+        """
+        if admitted_in_window < MIN_SAMPLE:
+            return
         known = await self._read(model_key)
-        rpm = max(1, admitted_in_window)
+        rpm = admitted_in_window
         if known.get("rpm") is not None and known["rpm"] <= rpm:
             return
         await self._redis.hset(self._key(model_key), mapping={"observed": 1, "rpm": rpm})
