@@ -77,6 +77,10 @@ async def test_question_streams_citations_tokens_and_end_through_the_real_servic
             ),
             metadata=metadata,
         )
+        # searches see a document only once ingestion activates its version (when it is READY)
+        await index.ActivateVersion(
+            vector_index_pb2.ActivateVersionRequest(document_id=document_id, version=1), metadata=metadata, timeout=10
+        )
         created = await chat.CreateSession(
             chat_pb2.CreateSessionRequest(document_ids=[document_id]), metadata=metadata, timeout=10
         )

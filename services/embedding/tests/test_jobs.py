@@ -380,6 +380,10 @@ async def test_embed_job_fills_the_real_vector_index_so_vector_search_finds_the_
             question = await embedding_pb2_grpc.EmbeddingServiceStub(embedding_channel).Embed(
                 embedding_pb2.EmbedRequest(texts=["How much did sales increase?"]), metadata=metadata, timeout=10
             )
+        # searches see a document only once ingestion activates its version (when it is READY)
+        await index.ActivateVersion(
+            vector_index_pb2.ActivateVersionRequest(document_id=document_id, version=1), metadata=metadata, timeout=10
+        )
         hits = await index.Search(
             vector_index_pb2.SearchRequest(query_vector=question.embeddings[0].values, top_k=3),
             metadata=metadata,
