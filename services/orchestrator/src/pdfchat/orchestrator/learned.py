@@ -3,9 +3,11 @@
 OpenAI-compatible providers describe their limits on every answer: `x-ratelimit-limit-requests` /
 `-tokens` (the per-minute limits), `x-ratelimit-remaining-*` and `x-ratelimit-reset-*` (`6m0s`, `1.5s`,
 `20ms`). The first answer from an endpoint teaches its limits; they go to a Redis hash so every replica
-limits itself with them from then on. When the provider says nothing remains, a cooldown until the
-reset holds every replica back. A 429 without limit headers teaches an RPM equal to what our own
-limiter admitted in the last window (the provider refused the next one), never more than before.
+limits itself with them from then on. When an endpoint announces no limits but says nothing remains,
+a cooldown until the reset holds every replica back. A 429 without limit headers teaches an RPM equal
+to what our own limiter admitted in the last window (the provider refused the next one), never more
+than before, once that window holds at least `MIN_SAMPLE` requests; a 429's Retry-After always
+becomes a cooldown shared by every replica (see `router`).
 
 Until an endpoint with no configured limits has answered once, `LearnedLimits.resolve()` lets only
 `discovery_concurrency` calls in flight, so a burst's first wave cannot become a storm of 429s.

@@ -33,7 +33,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -287,7 +287,7 @@ class Limiter:
 
     async def admit(
         self,
-        scopes: Sequence[Scope],
+        scopes: Sequence[Scope] | Callable[[], Awaitable[Sequence[Scope]]],
         tokens: int,
         *,
         interactive: bool = True,
@@ -296,7 +296,9 @@ class Limiter:
     ) -> AsyncIterator[Waiting | Reservation]:
         """Reserves capacity, waiting for it when the caller's deadline allows.
 
-        Yields `Waiting` once when the caller has to wait (so a stream can say so), then the
+        `scopes` may be a function giving the scopes: it is asked again before every attempt, so a caller
+        that waits sees limits learned meanwhile (see `learned`). Yields `Waiting` once when the caller has
+        to wait (so a stream can say so), then the
         `Reservation`. Raises CapacityRefused when the wait plus `min_call_seconds` (the shortest the call
         itself can take) would pass the deadline, the request can never fit, or the wait queue is full.
         """
@@ -305,7 +307,8 @@ class Limiter:
         started = time.monotonic()
         try:
             while True:
-                reservation, wait, blocked_by = await self.try_reserve(scopes, tokens, cooldown=cooldown)
+                current = await scopes() if callable(scopes) else scopes
+                reservation, wait, blocked_by = await self.try_reserve(current, tokens, cooldown=cooldown)
                 if reservation is not None:
                     yield reservation
                     return
@@ -345,7 +348,9 @@ class Limiter:
                 if interactive:
                     self._interactive_waiters -= 1
 
-    async def reserve(self, scopes: Sequence[Scope], tokens: int, **options: Any) -> Reservation:
+    async def reserve(
+        self, scopes: Sequence[Scope] | Callable[[], Awaitable[Sequence[Scope]]], tokens: int, **options: Any
+    ) -> Reservation:
         """`admit()` without the waiting notice: the reservation, or CapacityRefused."""
         async for step in self.admit(scopes, tokens, **options):
             if isinstance(step, Reservation):

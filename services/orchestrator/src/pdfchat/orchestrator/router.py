@@ -422,7 +422,7 @@ class Router:
                 if managed and controls.limiter is not None:
                     try:
                         async for step in controls.limiter.admit(
-                            await self._scopes(route, request),
+                            lambda: self._scopes(route, request),
                             self._estimate(request),
                             interactive=request.priority != "batch",
                             cooldown=route.key,
