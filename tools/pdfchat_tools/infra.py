@@ -125,17 +125,18 @@ def nats_server_binary() -> str:
     return found
 
 
+def _start_daemon(command: list[str], port: int, log_file: Path, what: str) -> subprocess.Popen[bytes]:
+    """Starts a server in its own session (it outlives this process) and waits until its port answers."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(command, stdout=log_file.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    wait_for_port("127.0.0.1", port, 15, f"{what} (log: {log_file})")
+    return process
+
+
 def start_nats(port: int, store_dir: Path, log_file: Path) -> subprocess.Popen[bytes]:
     store_dir.mkdir(parents=True, exist_ok=True)
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
-        [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir)],
-        stdout=log_file.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    wait_for_port("127.0.0.1", port, 15, f"nats-server (log: {log_file})")
-    return process
+    command = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir)]
+    return _start_daemon(command, port, log_file, "nats-server")
 
 
 def ensure_nats(data_dir: Path = DATA_DIR) -> tuple[str, bool]:
@@ -156,27 +157,20 @@ def start_redis(port: int, data_dir: Path, log_file: Path) -> subprocess.Popen[b
             "`apt-get install redis-server`, or set PDFCHAT_REDIS_URL"
         )
     data_dir.mkdir(parents=True, exist_ok=True)
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
-        [
-            binary,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--dir",
-            str(data_dir),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=log_file.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    wait_for_port("127.0.0.1", port, 15, f"redis-server (log: {log_file})")
-    return process
+    command = [
+        binary,
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        str(data_dir),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    return _start_daemon(command, port, log_file, "redis-server")
 
 
 def ensure_redis(data_dir: Path = DATA_DIR) -> tuple[str, bool]:

@@ -1,9 +1,7 @@
 """Fixtures of the embedding tests: the packaged MiniLM model, loaded once per session (about 8 s), and
-service stacks that consume embed jobs on their own JetStream namespace."""
+service stacks stopped with their module."""
 
-import asyncio
 import os
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
@@ -23,36 +21,16 @@ async def minilm() -> AsyncIterator[SentenceTransformerEmbedder]:
 
 
 @pytest.fixture(scope="module")
-def own_stack(stack_factory: Callable[..., Stack], nats_url: str) -> Iterator[OwnStack]:
-    """Starts services like `stack_factory`, but on a JetStream namespace of their own, stopped with the module.
-
-    The session's stacks share one namespace and the durable consumer `embedding`: an embedding process
-    left running would compete for other tests' embed jobs and answer them from the wrong vector_index.
-    """
-    started: list[tuple[Stack, str]] = []
+def own_stack(stack_factory: Callable[..., Stack]) -> Iterator[OwnStack]:
+    """Starts services like `stack_factory` (each stack on its own JetStream namespace), but stops them when
+    the module ends: every embedding process holds a model in memory."""
+    started: list[Stack] = []
 
     def start(services: tuple[str, ...], extra_env: dict[str, str] | None = None) -> Stack:
-        namespace = f"temb{uuid.uuid4().hex[:8]}"
-        stack = stack_factory(services, extra_env={"PDFCHAT_JOBS_NAMESPACE": namespace, **(extra_env or {})})
-        started.append((stack, namespace))
+        stack = stack_factory(services, extra_env=extra_env)
+        started.append(stack)
         return stack
 
     yield start
-    for stack, namespace in started:
+    for stack in started:
         stack.stop()
-        asyncio.run(_delete_streams(nats_url, namespace))
-
-
-async def _delete_streams(url: str, namespace: str) -> None:
-    import nats
-
-    client = await nats.connect(url)
-    try:
-        js = client.jetstream()
-        for suffix in ("JOBS", "DLQ"):
-            try:
-                await js.delete_stream(f"{namespace.upper()}_{suffix}")
-            except Exception:  # the stream may never have been created
-                continue
-    finally:
-        await client.close()
