@@ -14,10 +14,13 @@ from pdfchat.orchestrator.generation import (
     ModelSpec,
     Passage,
     ProviderEvent,
+    ProviderRateLimited,
+    ProviderRejected,
     ProviderUnavailable,
     TextDelta,
     TokenUsage,
 )
+from pdfchat.orchestrator import config
 from pdfchat.orchestrator.providers import ExtractiveProvider
 from pdfchat.orchestrator.retry import RetryPolicy
 from pdfchat.orchestrator.router import Completion, Router, RouterControls, RoutingTrace, StreamInterrupted
@@ -170,3 +173,83 @@ async def test_all_routes_failing_is_unavailable() -> None:
     r = Router(llm=None, extractive=Broken([], ending="fail-first"), first_token_timeout_seconds=1)
     with pytest.raises(Unavailable):
         await collect(r)
+
+
+class FailingProvider(ScriptedProvider):
+    """Serves several named models; each fails with its scripted error or answers."""
+
+    def __init__(self, name: str, failures: dict[str, Exception]) -> None:
+        super().__init__(["ok"])
+        self._name = name
+        self.failures = failures
+        self.asked: list[str] = []
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def stream(self, request: GenerationRequest, model: ModelSpec) -> AsyncIterator[ProviderEvent]:
+        self.asked.append(model.name)
+        if model.name in self.failures:
+            raise self.failures[model.name]
+        yield TextDelta(f"from {model.name}")
+        yield Finished("stop", TokenUsage(5, 2))
+
+
+CHAIN_CONFIG = {
+    "providers": [
+        {
+            "name": "p",
+            "base_url": "http://p.invalid/v1",
+            "models": [
+                {
+                    "name": "a",
+                    "input_price_per_mtok": 1,
+                    "context_window": 100_000,
+                    "fallbacks": {"rate_limited": ["c"], "rejected": []},
+                },
+                {"name": "b", "input_price_per_mtok": 2, "context_window": 100_000},
+                {"name": "c", "input_price_per_mtok": 3, "context_window": 100_000},
+                {"name": "tiny", "input_price_per_mtok": 0.1, "context_window": 10},
+            ],
+        }
+    ],
+    "routing": {"interactive": {"strategy": "cost"}},
+}
+
+
+def chain_router(failures: dict[str, Exception]) -> tuple[Router, FailingProvider]:
+    provider = FailingProvider("p", failures)
+    r = Router(
+        extractive=ExtractiveProvider(),
+        first_token_timeout_seconds=5,
+        controls=RouterControls(retry_policy=RetryPolicy(max_attempts=1)),
+    )
+    r.apply(config.parse(CHAIN_CONFIG, {}), {"p": provider})
+    return r, provider
+
+
+def test_plan_orders_by_cost_and_skips_models_whose_context_is_too_small() -> None:
+    r, _ = chain_router({})
+    trace = RoutingTrace()
+    assert [route.model.name for route in r.plan(REQUEST, trace)] == ["a", "b", "c", "extractive"]
+    assert any("tiny" in reason and "context" in reason for reason in trace.fallbacks)
+
+
+async def test_rate_limited_model_falls_back_along_its_declared_chain() -> None:
+    r, provider = chain_router({"a": ProviderRateLimited("429", status=429)})
+    text, end, trace = await collect(r)
+    assert (provider.asked, end.model.name, text) == (["a", "c"], "c", "from c")
+    assert any("a: rate_limited" in reason for reason in trace.fallbacks)
+
+
+async def test_unavailable_model_falls_back_in_plan_order_without_a_declared_chain() -> None:
+    r, provider = chain_router({"a": ProviderUnavailable("503", status=503)})
+    _, end, _ = await collect(r)
+    assert (provider.asked, end.model.name) == (["a", "b"], "b")
+
+
+async def test_an_empty_chain_goes_straight_to_the_extractive_provider() -> None:
+    r, provider = chain_router({"a": ProviderRejected("400", status=400)})
+    _, end, _ = await collect(r)
+    assert (provider.asked, end.provider) == (["a"], "extractive")
