@@ -100,16 +100,19 @@ def test_single_endpoint_from_env_has_no_limits_configured() -> None:
     )
     (provider,) = single.providers
     assert (provider.name, provider.api_key, provider.models[0].limits) == ("127.0.0.1", "k", ScopeLimits())
-    assert config.single_endpoint(
-        base_url=None,
-        api_key="",
-        model="m",
-        context_window=0,
-        quality_tier="",
-        input_price_per_mtok=0,
-        output_price_per_mtok=0,
-        request_timeout_seconds=5,
-    ).providers == ()
+    assert (
+        config.single_endpoint(
+            base_url=None,
+            api_key="",
+            model="m",
+            context_window=0,
+            quality_tier="",
+            input_price_per_mtok=0,
+            output_price_per_mtok=0,
+            request_timeout_seconds=5,
+        ).providers
+        == ()
+    )
 
 
 async def test_watcher_reloads_on_change_and_on_sighup_and_keeps_the_last_good_config(tmp_path: Path) -> None:
@@ -142,9 +145,9 @@ async def test_watcher_reloads_on_change_and_on_sighup_and_keeps_the_last_good_c
         await task
 
 
-async def _until(condition: object, timeout: float = 3.0) -> None:
+async def _until(condition: object, within: float = 3.0) -> None:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while not condition():  # type: ignore[operator]
         if loop.time() > deadline:
             raise AssertionError("condition not reached in time")

@@ -116,7 +116,9 @@ async def test_settle_replaces_the_estimate_and_frees_the_concurrency_slot(redis
     second = await limiter.reserve(scopes, 400)
     assert (await limiter.usage("model:p/m")).tokens == 800
     refused, wait, blocked = await limiter.try_reserve(scopes, 100)
-    assert refused is None and wait > 0 and "concurrency" in blocked
+    assert refused is None
+    assert wait > 0
+    assert "concurrency" in blocked
     await first.settle(150)
     usage = await limiter.usage("model:p/m")
     assert (usage.requests, usage.tokens, usage.in_flight) == (2, 550, 1)
@@ -223,6 +225,8 @@ async def test_cooldown_holds_every_limiter_sharing_the_prefix(redis: Redis, red
         first, second = Limiter(redis, prefix=key_prefix), Limiter(other_client, prefix=key_prefix)
         await first.set_cooldown("p/m", 3)
         reservation, wait, blocked = await second.try_reserve([Scope("model:p/m", ScopeLimits())], 1, cooldown="p/m")
-        assert reservation is None and blocked == "cooldown" and 2 < wait <= 3
+        assert reservation is None
+        assert blocked == "cooldown"
+        assert 2 < wait <= 3
     finally:
         await other_client.aclose()

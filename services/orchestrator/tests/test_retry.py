@@ -123,7 +123,7 @@ async def test_429_is_retried_after_its_retry_after(sim: SimServer, redis: Redis
     router, _ = managed_router(sim, redis)
     trace = RoutingTrace()
     started = time.monotonic()
-    text, end = await router.generate(REQUEST, trace)
+    _text, end = await router.generate(REQUEST, trace)
     assert time.monotonic() - started >= 1.0
     assert end.model.name == "sim-model"
     assert trace.retries == 1

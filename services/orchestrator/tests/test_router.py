@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from pdfchat.common.errors import InvalidArgument, Unavailable
+from pdfchat.orchestrator import config
 from pdfchat.orchestrator.generation import (
     Finished,
     GenerationRequest,
@@ -20,7 +21,6 @@ from pdfchat.orchestrator.generation import (
     TextDelta,
     TokenUsage,
 )
-from pdfchat.orchestrator import config
 from pdfchat.orchestrator.providers import ExtractiveProvider
 from pdfchat.orchestrator.retry import RetryPolicy
 from pdfchat.orchestrator.router import Completion, Router, RouterControls, RoutingTrace, StreamInterrupted

@@ -75,7 +75,8 @@ async def test_a_caller_waiting_for_capacity_gets_a_queued_event_before_its_toke
     kinds = [[r.WhichOneof("event") for r in responses] for responses in (first, second)]
     queued = [k for k in kinds if k[0] == "queued"]
     assert len(queued) == 1, kinds
-    assert queued[0][1] == "delta" and queued[0][-1] == "end"
+    assert queued[0][1] == "delta"
+    assert queued[0][-1] == "end"
     notice = (first if kinds[0][0] == "queued" else second)[0]
     assert notice.queued.expected_wait_seconds > 0
     assert all(r[-1].end.provider == "sim" for r in (first, second))
