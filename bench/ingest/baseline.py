@@ -38,6 +38,8 @@ class Throughput:
     pages: int
     chunks: int
     seconds: float
+    load_average: float = 0.0
+    """The machine's 1-minute load average when the measurement ended: other work on the cores skews it."""
 
     @property
     def pages_per_second(self) -> float:

@@ -20,6 +20,7 @@ import os
 import tempfile
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 from bench.ingest import baseline, corpus
@@ -53,7 +54,7 @@ def _row(cells: list[str], widths: list[int]) -> str:
 def render(
     results: list[Throughput], base: Throughput, latencies: list[float], memory: dict[str, dict[str, int]]
 ) -> str:
-    header = ["configuration", "pages", "chunks", "seconds", "pages/s", "chunks/s", "vs baseline"]
+    header = ["configuration", "pages", "chunks", "seconds", "pages/s", "chunks/s", "vs baseline", "load 1m"]
     rows = [header]
     for result in [base, *results]:
         ratio = result.pages_per_second / base.pages_per_second if base.pages_per_second else 0.0
@@ -66,13 +67,17 @@ def render(
                 f"{result.pages_per_second:.2f}",
                 f"{result.chunks_per_second:.2f}",
                 "1.00x" if result is base else f"{ratio:.2f}x",
+                f"{result.load_average:.1f}",
             ]
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = [_row(row, widths) for row in rows]
     lines.insert(1, "  ".join("-" * width for width in widths))
     lines.append("")
-    lines.append(f"target: suite (1 replica each) >= {TARGET_RATIO:.2f}x the baseline's throughput")
+    lines.append(
+        f"target: suite (1 replica each) >= {TARGET_RATIO:.2f}x the baseline's throughput; "
+        f"{os.cpu_count()} cores, load 1m above that means other work shared the cores"
+    )
     if latencies:
         lines.append(
             f"upload -> READY, 10-page PDF, {len(latencies)} runs on the idle 1-replica suite: "
@@ -112,7 +117,9 @@ async def run(
     latencies: list[float] = []
     try:
         print("baseline (in-process) ...", flush=True)
-        base = await baseline.run_baseline(documents, await database("baseline"))
+        base = replace(
+            await baseline.run_baseline(documents, await database("baseline")), load_average=os.getloadavg()[0]
+        )
         print(f"  {base.pages} pages, {base.chunks} chunks in {base.seconds:.1f}s", flush=True)
 
         with tempfile.TemporaryDirectory(prefix="bench-ingest-") as work:
@@ -135,6 +142,7 @@ async def run(
                     suite.start()
                     print(f"  started in {time.perf_counter() - started:.1f}s", flush=True)
                     result = await suite.ingest(documents, tenant=f"bench-{key}")
+                    result = replace(result, load_average=os.getloadavg()[0])
                     print(f"  {result.pages} pages, {result.chunks} chunks in {result.seconds:.1f}s", flush=True)
                     results.append(result)
                     if key == "one" and latency_runs:

@@ -16,10 +16,10 @@ pytestmark = pytest.mark.integration
 PAGES = 200
 
 # Short AckWait so the killed worker's unacked job comes back within seconds, not the default minute;
-# a progress report every 2 pages so there is a "middle" to kill the worker in.
+# small page ranges (one job each) so the document is parsed in many steps and has a "middle" to kill in.
 CRASH_ENV = {
     "PDFCHAT_WORKER_PDF_ACK_WAIT_SECONDS": "6",
-    "PDFCHAT_WORKER_PDF_PROGRESS_EVERY_PAGES": "2",
+    "PDFCHAT_WORKER_PDF_RANGE_PAGES": "8",
     "PDFCHAT_WORKER_PDF_CONCURRENCY": "1",
 }
 
