@@ -54,7 +54,7 @@ async def _delete_streams(url: str, namespace: str) -> None:
     client = await nats.connect(url)
     try:
         js = client.jetstream()
-        for suffix in ("JOBS", "DLQ"):
+        for suffix in ("JOBS", "DLQ", "EVENTS"):
             try:
                 await js.delete_stream(f"{namespace.upper()}_{suffix}")
             except Exception:  # the stream may never have been created

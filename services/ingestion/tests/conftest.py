@@ -60,7 +60,11 @@ def ingestion_jobs_namespace(jobs_namespace: str, nats_url: str) -> Iterator[str
         client = await nats.connect(nats_url)
         try:
             js = client.jetstream()
-            for stream in (JobQueues(namespace).jobs_stream, JobQueues(namespace).dlq_stream):
+            for stream in (
+                JobQueues(namespace).jobs_stream,
+                JobQueues(namespace).dlq_stream,
+                JobQueues(namespace).events_stream,
+            ):
                 with contextlib.suppress(Exception):
                     await js.delete_stream(stream)
         finally:

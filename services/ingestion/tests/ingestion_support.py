@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import nats
 from nats.js.client import JetStreamContext
 
+from pdfchat.common.events import DocumentChanged
 from pdfchat.common.object_store import LocalObjectStore
 from pdfchat.ingestion.documents import DocumentRepository, NewDocument
 from pdfchat.ingestion.jobs import ParseJobPublisher
@@ -83,6 +84,9 @@ class FlakyPublisher:
         if self.failing:
             raise ConnectionError("nats: no servers available")
         await self.inner.publish(document, request_id, password)  # type: ignore[arg-type]
+
+    async def announce(self, event: DocumentChanged) -> None:
+        await self.inner.announce(event)
 
 
 @dataclass

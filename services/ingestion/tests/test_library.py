@@ -9,9 +9,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 from ingestion_support import Harness, ParseJobs, tiny_pdf
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
 
 from pdfchat.common.errors import InvalidArgument, NotFound, PayloadTooLarge
+from pdfchat.common.events import DocumentChanged
 from pdfchat.common.identity import Identity
+from pdfchat.common.jetstream import JobQueues
 from pdfchat.ingestion.documents import Document, DocumentStatus, Progress, ProgressReport
 from pdfchat.ingestion.library import DocumentLibrary, Lifecycle, UploadRequest
 from pdfchat.ingestion.passwords import PasswordBox
@@ -151,6 +155,26 @@ async def test_deleted_document_is_gone_its_original_and_segments_removed_and_ca
     again = await harness.library.upload(caller, UploadRequest("a.pdf"), stream(content))
     assert again.created
     assert again.document.id != first.id
+
+
+async def test_delete_announces_the_change_so_cached_answers_are_dropped(
+    harness: Harness, js: JetStreamContext, ingestion_jobs_namespace: str, tenant: str
+) -> None:
+    queues = JobQueues(ingestion_jobs_namespace)
+    events = await js.subscribe(
+        queues.document_events_subject, stream=queues.events_stream, deliver_policy=DeliverPolicy.NEW
+    )
+    document = (
+        await harness.library.upload(Identity(tenant_id=tenant), UploadRequest("a.pdf"), stream(tiny_pdf()))
+    ).document
+    await harness.library.delete(tenant, document.id)
+
+    while True:
+        event = DocumentChanged.parse((await events.next_msg(timeout=10)).data)
+        if event.document_id == document.id:
+            break
+    assert event == DocumentChanged(tenant, document.id, "deleted")
+    await events.unsubscribe()
 
 
 async def test_failed_segment_clean_up_is_retried_by_the_reconciler(harness: Harness, tenant: str) -> None:

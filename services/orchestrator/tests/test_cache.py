@@ -16,9 +16,10 @@ import nats
 import pytest
 from redis.asyncio import Redis
 
+from pdfchat.common.events import DocumentChanged
 from pdfchat.common.identity import Identity
+from pdfchat.common.jetstream import JobQueues
 from pdfchat.orchestrator.cache import CachedAnswer, ResponseCache, cache_key, model_family
-from pdfchat.orchestrator.document_events import DocumentChanged, events_subject
 from pdfchat.orchestrator.generation import ChatTurn, GenerationRequest, Passage
 from pdfchat.orchestrator.server import to_request
 from pdfchat.v1 import orchestrator_pb2, orchestrator_pb2_grpc
@@ -330,7 +331,7 @@ async def test_a_document_event_drops_the_answers_that_cite_the_document(
     try:
         event = DocumentChanged(tenant_id=tenant, document_id="d2", version=2, change="reprocessed")
         # Core NATS publish: the orchestrator's events stream captures it.
-        await client.publish(events_subject(cached_orchestrator.namespace), event.to_json())
+        await client.publish(JobQueues(cached_orchestrator.namespace).document_events_subject, event.to_json())
         await client.flush()
     finally:
         await client.close()

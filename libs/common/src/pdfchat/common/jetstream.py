@@ -1,7 +1,8 @@
 """JetStream job queues: stream declaration, publishing, and the consumer loop every worker uses.
 
 Layout: one work-queue stream `<NS>_JOBS` with subjects `<ns>.jobs.parse` and `<ns>.jobs.embed`, and a
-dead-letter stream `<NS>_DLQ` on `<ns>.dlq.>`. The namespace (PDFCHAT_JOBS_NAMESPACE, default `pdfchat`)
+dead-letter stream `<NS>_DLQ` on `<ns>.dlq.>`, and `<NS>_EVENTS` on `<ns>.events.>` for change events
+(see `events`). The namespace (PDFCHAT_JOBS_NAMESPACE, default `pdfchat`)
 lets test runs use their own streams on a shared server.
 
 The consumer acks a message only after its handler returned (the handler commits its effects first), so
@@ -27,6 +28,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType,
 from nats.js.errors import NotFoundError
 
 log = logging.getLogger(__name__)
+
+EVENTS_MAX_AGE_SECONDS = 7 * 86_400.0
 
 
 class PermanentJobError(Exception):
@@ -56,6 +59,14 @@ class JobQueues:
     def dlq_subject(self, kind: str) -> str:
         return f"{self.namespace}.dlq.{kind}"
 
+    @property
+    def events_stream(self) -> str:
+        return f"{self.namespace.upper()}_EVENTS"
+
+    @property
+    def document_events_subject(self) -> str:
+        return f"{self.namespace}.events.document"
+
 
 async def connect(url: str, name: str) -> NatsClient:
     async def on_error(exc: Exception) -> None:
@@ -67,7 +78,7 @@ async def connect(url: str, name: str) -> NatsClient:
 
 
 async def ensure_streams(js: JetStreamContext, queues: JobQueues) -> None:
-    """Declares the job and dead-letter streams; safe to call from every replica."""
+    """Declares the job, dead-letter and event streams; safe to call from every replica."""
     await _ensure_stream(
         js,
         StreamConfig(
@@ -86,6 +97,18 @@ async def ensure_streams(js: JetStreamContext, queues: JobQueues) -> None:
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             max_age=14 * 24 * 3600.0,
+        ),
+    )
+
+    await _ensure_stream(
+        js,
+        StreamConfig(
+            name=queues.events_stream,
+            subjects=[f"{queues.namespace}.events.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=EVENTS_MAX_AGE_SECONDS,
+            duplicate_window=120.0,
         ),
     )
 

@@ -14,6 +14,7 @@ import uuid
 from nats.js import JetStreamContext
 
 from pdfchat.common import jetstream
+from pdfchat.common.events import DocumentChanged, publish_document_changed
 from pdfchat.common.jetstream import JobQueues
 from pdfchat.ingestion.documents import Document
 from pdfchat.v1 import common_pb2
@@ -41,6 +42,10 @@ class ParseJobPublisher:
     def __init__(self, js: JetStreamContext, queues: JobQueues) -> None:
         self._js = js
         self._queues = queues
+
+    async def announce(self, event: DocumentChanged) -> None:
+        """Tells other services (the orchestrator's answer cache) that the document changed or is gone."""
+        await publish_document_changed(self._js, self._queues, event)
 
     async def publish(self, document: Document, request_id: str, password: str = "") -> None:
         """Publishes the parse job of the document's current version; raises when JetStream did not accept it."""

@@ -34,6 +34,7 @@ from google.protobuf.message import DecodeError
 
 from pdfchat.common import identity
 from pdfchat.common.errors import NotFound
+from pdfchat.common.events import DocumentChanged
 from pdfchat.common.identity import Identity
 from pdfchat.common.object_store import ObjectStore
 from pdfchat.ingestion import uploads
@@ -67,6 +68,8 @@ class SegmentIndex(Protocol):
 
 class JobPublisher(Protocol):
     async def publish(self, document: Document, request_id: str, password: str = "") -> None: ...
+
+    async def announce(self, event: DocumentChanged) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -214,7 +217,15 @@ class DocumentLibrary:
     async def delete(self, tenant_id: str, document_id: str) -> None:
         """Hides the document at once, then removes its original and segments (retried later if that fails)."""
         document = await self._documents.mark_deleted(tenant_id, document_id, self._lifecycle.sweep_delay_seconds)
+        await self._announce(DocumentChanged(tenant_id, document_id, "deleted"))
         await self._purge(document)
+
+    async def _announce(self, event: DocumentChanged) -> None:
+        """Best effort: a lost event only leaves cached answers no new request can hit (keys carry versions)."""
+        try:
+            await self._jobs.announce(event)
+        except Exception as exc:
+            log.warning("could not announce %s of document %s: %r", event.change, event.document_id, exc)
 
     async def _purge(self, document: Document) -> bool:
         try:
@@ -258,6 +269,8 @@ class DocumentLibrary:
         finally:
             identity.reset(token)
         await self._documents.mark_activated(document.id, document.version, self._lifecycle.sweep_delay_seconds)
+        if document.version > 1:
+            await self._announce(DocumentChanged(document.tenant_id, document.id, "reprocessed", document.version))
         return True
 
     async def record_dead_letter(self, kind: str, payload: bytes, reason: str) -> Document | None:

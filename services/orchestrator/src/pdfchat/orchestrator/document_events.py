@@ -1,102 +1,31 @@
-"""Document change events from ingestion, which drop the cached answers that cite the document.
+"""Document change events from ingestion (contract in `pdfchat.common.events`) drop the cached answers
+that cite the document.
 
-Contract. Ingestion publishes, whenever a document is reprocessed or deleted, one JSON message on
-`<ns>.events.document` (`<ns>` is PDFCHAT_JOBS_NAMESPACE):
-
-    {"tenant_id": "t1", "document_id": "d1", "version": 3, "change": "reprocessed"}
-
-`change` is `reprocessed` or `deleted`; `version` is the new version (0 when deleted) and is only
-logged. A `Nats-Msg-Id` header of `<document_id>:<version>:<change>` makes a repeated publish count once.
-
-Delivery. The subject is captured by the stream `<NS>_EVENTS` (limits retention, kept
-`EVENTS_MAX_AGE_SECONDS`), which this module declares if missing; ingestion may declare the same stream
-or publish with core NATS, which the stream captures as well. The orchestrator's replicas share one
-durable consumer, so each event is handled once, and one published while every orchestrator was down
-is handled when one comes back. A failed invalidation (Redis down) is redelivered with backoff.
-Entries are keyed by document version as well, so a late event only delays the cleanup of entries no
-new request can hit.
+The orchestrator's replicas share one durable consumer on `<NS>_EVENTS`, so each event is handled once, and
+one published while every orchestrator was down is handled when one comes back. A failed invalidation
+(Redis down) is redelivered with backoff. Entries are keyed by document version as well, so a late event
+only delays the cleanup of entries no new request can hit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-from dataclasses import dataclass
 
 import nats.errors
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.api import AckPolicy, ConsumerConfig
 from redis.exceptions import RedisError
 
 from pdfchat.common import jetstream
+from pdfchat.common.events import DocumentChanged
+from pdfchat.common.jetstream import JobQueues
 from pdfchat.orchestrator.cache import ResponseCache
 
 log = logging.getLogger(__name__)
 
-CHANGES = ("reprocessed", "deleted")
-EVENTS_MAX_AGE_SECONDS = 7 * 86_400.0
 DURABLE = "orchestrator-cache-invalidation"
-
-
-def events_subject(namespace: str) -> str:
-    return f"{namespace}.events.document"
-
-
-def events_stream(namespace: str) -> str:
-    return f"{namespace.upper()}_EVENTS"
-
-
-@dataclass(frozen=True)
-class DocumentChanged:
-    tenant_id: str
-    document_id: str
-    change: str
-    version: int = 0
-
-    @classmethod
-    def parse(cls, data: bytes) -> DocumentChanged:
-        """Raises ValueError for a payload that can never be handled."""
-        try:
-            body = json.loads(data)
-            event = cls(
-                tenant_id=str(body["tenant_id"]),
-                document_id=str(body["document_id"]),
-                change=str(body.get("change", "reprocessed")),
-                version=int(body.get("version") or 0),
-            )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"not a document event: {exc!r}") from exc
-        if not event.tenant_id or not event.document_id or event.change not in CHANGES:
-            raise ValueError(f"not a document event: {body!r}")
-        return event
-
-    def to_json(self) -> bytes:
-        body = {"tenant_id": self.tenant_id, "document_id": self.document_id, "version": self.version}
-        return json.dumps({**body, "change": self.change}).encode()
-
-    @property
-    def msg_id(self) -> str:
-        return f"{self.document_id}:{self.version}:{self.change}"
-
-
-async def ensure_events_stream(js: JetStreamContext, namespace: str) -> None:
-    try:
-        await js.stream_info(events_stream(namespace))
-    except NotFoundError:
-        await js.add_stream(
-            StreamConfig(
-                name=events_stream(namespace),
-                subjects=[f"{namespace}.events.>"],
-                retention=RetentionPolicy.LIMITS,
-                storage=StorageType.FILE,
-                max_age=EVENTS_MAX_AGE_SECONDS,
-                duplicate_window=120.0,
-            )
-        )
 
 
 async def handle(cache: ResponseCache, message: Msg) -> None:
@@ -128,11 +57,12 @@ async def run(nats_url: str, namespace: str, cache: ResponseCache, stop: asyncio
             continue
         try:
             js = client.jetstream()
-            await ensure_events_stream(js, namespace)
+            queues = JobQueues(namespace)
+            await jetstream.ensure_streams(js, queues)
             subscription = await js.pull_subscribe(
-                events_subject(namespace),
+                queues.document_events_subject,
                 durable=DURABLE,
-                stream=events_stream(namespace),
+                stream=queues.events_stream,
                 config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=30.0, max_deliver=-1),
             )
             while not stop.is_set():
