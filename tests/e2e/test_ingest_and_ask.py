@@ -195,3 +195,22 @@ def test_grpcurl_lists_and_calls_every_service_through_reflection(suite: Stack, 
         called = _grpcurl("-H", "x-pdfchat-tenant: grpcurl", "-d", body, address, f"{name}/{method}")
         # NOT_FOUND is a real answer from the service for the made-up ids; anything else must succeed.
         assert called.returncode == 0 or "NotFound" in called.stderr, called.stderr
+
+
+async def test_usage_shows_the_tenants_own_requests_only(client: httpx.AsyncClient, shared_data: Path) -> None:
+    record = _question(shared_data, "en")
+    asker = await _token(client, tenant="e2e-usage")
+    bystander = await _token(client, tenant="e2e-usage-other")
+    uploaded = await _upload(client, asker, shared_data / "qa" / "xquad" / record["pdf_file"])
+    await _wait_ready(client, asker, uploaded["id"])
+    session = (await client.post("/v1/chat/sessions", headers=asker, json={"document_ids": [uploaded["id"]]})).json()
+    reply = await client.post(
+        f"/v1/chat/sessions/{session['id']}/messages", headers=asker, json={"content": record["question"]}
+    )
+    assert reply.status_code == 200, reply.text
+
+    usage = (await client.get("/v1/usage", headers=asker)).json()
+    assert int(usage["requests"]) >= 1, usage
+    assert int(usage["usage"]["output_tokens"]) > 0, usage
+    other = (await client.get("/v1/usage", headers=bystander)).json()
+    assert int(other.get("requests", 0)) == 0, other
