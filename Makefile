@@ -4,7 +4,7 @@ PY := .venv/bin/python
 BIN := .venv/bin
 SRC := libs/common/src services/*/src tools
 
-.PHONY: setup proto check-generated lint test test-unit test-integration test-e2e up down bench-ingest clean
+.PHONY: setup proto check-generated lint test test-unit test-integration test-e2e up down bench-ingest bench-orchestrator clean
 
 setup:
 	@bash tools/setup_system.sh
@@ -46,6 +46,14 @@ up: setup
 
 down: setup
 	$(PY) -m pdfchat_tools.devstack down
+
+# The suite vs the same work in one process: pages/s, chunks/s, upload->READY, memory; BENCH_ARGS=--quick for a small corpus.
+bench-ingest: setup
+	$(PY) -m bench.ingest $(BENCH_ARGS)
+
+# Ours vs LiteLLM's proxy on the LLM simulator: added latency and a 2,000-request burst (~10 min); QUICK=1 for ~4 min.
+bench-orchestrator: setup
+	$(PY) bench/orchestrator/run.py $(if $(QUICK),--quick) --json bench/results/orchestrator.json
 
 clean:
 	rm -rf .venv .data
