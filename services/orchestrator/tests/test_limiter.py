@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from pdfchat.common import deadlines
 from pdfchat.orchestrator.config import ScopeLimits
-from pdfchat.orchestrator.limiter import CapacityRefused, Limiter, Reservation, Scope, Waiting, batch_limits
+from pdfchat.orchestrator.limiter import CapacityRefused, Limiter, Reservation, Scope, Waiting
 
 pytestmark = pytest.mark.integration
 
@@ -205,17 +205,83 @@ async def test_full_wait_queue_refuses_instead_of_growing(redis: Redis) -> None:
     assert limiter.waiters == 0
 
 
-async def test_batch_traffic_leaves_the_interactive_reserve_free(redis: Redis) -> None:
+async def test_batch_borrows_the_interactive_reserve_only_while_no_interactive_traffic_is_about(
+    redis: Redis,
+) -> None:
     limiter = Limiter(redis, prefix=prefix(), window_seconds=30)
-    limits = ScopeLimits(rpm=10)
-    batch = [Scope("model:p/m", batch_limits(limits, 0.2))]
-    interactive = [Scope("model:p/m", limits)]
-    for _ in range(8):
-        assert (await limiter.try_reserve(batch, 1))[0] is not None
-    assert (await limiter.try_reserve(batch, 1))[0] is None
-    assert (await limiter.try_reserve(interactive, 1))[0] is not None
-    assert (await limiter.try_reserve(interactive, 1))[0] is not None
-    assert (await limiter.try_reserve(interactive, 1))[0] is None
+    scopes = [Scope("model:p/m", ScopeLimits(tpm=100), reserve=0.2)]
+    for _ in range(10):  # nobody interactive: batch may use the whole limit
+        assert (await limiter.try_reserve(scopes, 10, batch=True))[0] is not None
+    assert (await limiter.try_reserve(scopes, 10, batch=True))[0] is None
+
+    limiter = Limiter(redis, prefix=prefix(), window_seconds=30)
+    assert (await limiter.try_reserve(scopes, 10))[0] is not None  # interactive demand: batch keeps off 20%
+    for _ in range(7):
+        assert (await limiter.try_reserve(scopes, 10, batch=True))[0] is not None
+    assert (await limiter.try_reserve(scopes, 10, batch=True))[0] is None
+    assert (await limiter.try_reserve(scopes, 10))[0] is not None
+    assert (await limiter.try_reserve(scopes, 10))[0] is not None
+    assert (await limiter.try_reserve(scopes, 10))[0] is None
+
+
+async def test_batch_admissions_are_paced_over_the_window_not_burst_at_its_start(redis: Redis) -> None:
+    limiter = Limiter(redis, prefix=prefix(), window_seconds=6)
+    scopes = [Scope("model:p/m", ScopeLimits(rpm=60))]  # one batch admission per 100 ms
+    reservations = await asyncio.gather(*(limiter.reserve(scopes, 1, interactive=False) for _ in range(10)))
+    admitted = sorted(r.admitted_at_ms for r in reservations)
+    assert admitted[-1] - admitted[0] >= 750  # ten admissions: one interval of slack, then 100 ms apart
+
+
+async def test_queued_batch_callers_are_admitted_round_robin_across_tenants(redis: Redis) -> None:
+    """Tenant a queues all its requests before b, c and d arrive; each still gets a quarter of every stretch."""
+    limiter = Limiter(redis, prefix=prefix(), window_seconds=1.0, max_waiters=1000)
+    scopes = [Scope("model:p/m", ScopeLimits(rpm=40))]  # batch paced at one admission per 25 ms
+    order: list[str] = []
+
+    async def ask(tenant: str) -> None:
+        reservation = await limiter.reserve(scopes, 1, interactive=False, tenant=tenant, cooldown="p/m")
+        order.append(tenant)
+        await reservation.settle(1)
+
+    token = deadlines.bind(30.0)
+    try:
+        tasks = [asyncio.create_task(ask("a")) for _ in range(20)]
+        await asyncio.sleep(0.1)  # a's requests are queued before anyone else's
+        for tenant in "bcd":
+            tasks += [asyncio.create_task(ask(tenant)) for _ in range(20)]
+        await asyncio.gather(*tasks)
+    finally:
+        deadlines.reset(token)
+    assert len(order) == 80
+    first_half = order[:40]
+    counts = {t: first_half.count(t) for t in "abcd"}
+    jain = sum(counts.values()) ** 2 / (4 * sum(v * v for v in counts.values()))
+    assert jain >= 0.95, counts
+    assert limiter.waiters == 0
+
+
+async def test_a_tenant_at_its_own_limit_does_not_hold_up_the_others(redis: Redis) -> None:
+    limiter = Limiter(redis, prefix=prefix(), window_seconds=10)
+    model = Scope("model:p/m", ScopeLimits(max_concurrency=100))
+
+    def scopes(tenant: str) -> list[Scope]:
+        return [model, Scope(f"tenant:{tenant}", ScopeLimits(rpm=1))]
+
+    await limiter.reserve(scopes("a"), 1, tenant="a", cooldown="p/m")
+    token = deadlines.bind(20.0)
+    try:
+        stuck = asyncio.create_task(limiter.reserve(scopes("a"), 1, tenant="a", cooldown="p/m"))
+        await asyncio.sleep(0.1)
+        assert limiter.waiters == 1
+        # b arrives behind a's waiter in the same lane and is admitted while a's waits out its window
+        other = await asyncio.wait_for(limiter.reserve(scopes("b"), 1, tenant="b", cooldown="p/m"), 2)
+        assert other is not None
+        stuck.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stuck
+    finally:
+        deadlines.reset(token)
+    assert limiter.waiters == 0
 
 
 async def test_cooldown_holds_every_limiter_sharing_the_prefix(redis: Redis, redis_url: str) -> None:

@@ -28,25 +28,27 @@ gRPC deadline, and otherwise gets RESOURCE_EXHAUSTED with the wait as retry info
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import itertools
 import logging
 import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
 
 from pdfchat.common import deadlines
 from pdfchat.common.errors import ResourceExhausted
+from pdfchat.orchestrator._wait_queue import FairWaitQueue
 from pdfchat.orchestrator.config import ScopeLimits
 
 log = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 60.0
-_KEYS_PER_SCOPE = 4
 
 _RESERVE = """
 local t = redis.call('TIME')
@@ -55,17 +57,31 @@ local rid = ARGV[1]
 local tokens = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
 local lease = tonumber(ARGV[4])
-local nscopes = (#KEYS - 1) / 4
+local batch = ARGV[5] == '1'
+local nscopes = (#KEYS - 1) / 6
 local wait = 0
 local blocker = ''
 local never = 0
+local rpms = {}
 local cool = redis.call('PTTL', KEYS[#KEYS])
 if cool > 0 then wait = cool; blocker = 'cooldown' end
 for i = 0, nscopes - 1 do
-  local w, th, s, c = KEYS[i*4+1], KEYS[i*4+2], KEYS[i*4+3], KEYS[i*4+4]
-  local rpm = tonumber(ARGV[5 + i*3])
-  local tpm = tonumber(ARGV[6 + i*3])
-  local conc = tonumber(ARGV[7 + i*3])
+  local w, th, s, c, p, demand = KEYS[i*6+1], KEYS[i*6+2], KEYS[i*6+3], KEYS[i*6+4], KEYS[i*6+5], KEYS[i*6+6]
+  local rpm = tonumber(ARGV[6 + i*4])
+  local tpm = tonumber(ARGV[7 + i*4])
+  local conc = tonumber(ARGV[8 + i*4])
+  local reserve = tonumber(ARGV[9 + i*4])
+  if reserve > 0 then
+    if not batch then
+      redis.call('SET', demand, '1', 'PX', window)
+    elseif redis.call('EXISTS', demand) == 1 then
+      -- interactive traffic was seen in the last window: batch keeps off its share
+      if rpm > 0 then rpm = math.max(1, math.floor(rpm * (1 - reserve))) end
+      if tpm > 0 then tpm = math.max(1, math.floor(tpm * (1 - reserve))) end
+      if conc > 0 then conc = math.max(1, math.floor(conc * (1 - reserve))) end
+    end
+  end
+  rpms[i] = rpm
   local old = redis.call('ZRANGEBYSCORE', w, '-inf', now - window)
   if #old > 0 then
     local freed = 0
@@ -82,6 +98,12 @@ for i = 0, nscopes - 1 do
       local e = redis.call('ZRANGE', w, n - rpm, n - rpm, 'WITHSCORES')
       local ww = tonumber(e[2]) + window - now + 1
       if ww > wait then wait = ww; blocker = 'rpm:' .. i end
+    end
+    if batch then
+      -- paced: one batch admission per window/rpm (one interval of slack), so the window fills evenly
+      local tat = tonumber(redis.call('GET', p) or '0')
+      local ww = tat - window / rpm - now
+      if ww > wait then wait = ww; blocker = 'pace:' .. i end
     end
   end
   if tpm > 0 then
@@ -111,9 +133,9 @@ for i = 0, nscopes - 1 do
   end
 end
 if never == 1 then return {0, -1, blocker, now} end
-if wait > 0 then return {0, wait, blocker, now} end
+if wait > 0 then return {0, math.ceil(wait), blocker, now} end
 for i = 0, nscopes - 1 do
-  local w, th, s, c = KEYS[i*4+1], KEYS[i*4+2], KEYS[i*4+3], KEYS[i*4+4]
+  local w, th, s, c, p = KEYS[i*6+1], KEYS[i*6+2], KEYS[i*6+3], KEYS[i*6+4], KEYS[i*6+5]
   redis.call('ZADD', w, now, rid)
   redis.call('HSET', th, rid, tokens)
   redis.call('INCRBY', s, tokens)
@@ -121,6 +143,11 @@ for i = 0, nscopes - 1 do
   local ttl = window + lease + 1000
   redis.call('PEXPIRE', w, ttl); redis.call('PEXPIRE', th, ttl)
   redis.call('PEXPIRE', s, ttl); redis.call('PEXPIRE', c, ttl)
+  if rpms[i] > 0 then
+    -- every admission (interactive too) moves the pace on, so batch fills only what is left
+    local tat = math.max(tonumber(redis.call('GET', p) or '0'), now) + window / rpms[i]
+    redis.call('SET', p, tostring(tat), 'PX', window + 1000)
+  end
 end
 return {1, 0, '', now}
 """
@@ -129,6 +156,12 @@ _SETTLE = """
 local rid = ARGV[1]
 local actual = tonumber(ARGV[2])
 local cancel = ARGV[3] == '1'
+local answered_age = tonumber(ARGV[4])
+local answered_at = -1
+if answered_age >= 0 then
+  local t = redis.call('TIME')
+  answered_at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - answered_age
+end
 for i = 0, #KEYS / 4 - 1 do
   local w, th, s, c = KEYS[i*4+1], KEYS[i*4+2], KEYS[i*4+3], KEYS[i*4+4]
   redis.call('ZREM', c, rid)
@@ -140,6 +173,9 @@ for i = 0, #KEYS / 4 - 1 do
     else
       redis.call('HSET', th, rid, actual)
       redis.call('INCRBY', s, actual - tonumber(old))
+      -- the provider counted the call when it got it, after we reserved: keep it in the window from
+      -- its first answer on, so our window never frees a slot before the provider's does
+      if answered_at >= 0 then redis.call('ZADD', w, 'XX', 'GT', answered_at, rid) end
     end
   end
 end
@@ -165,10 +201,15 @@ return {n, used, redis.call('ZCARD', KEYS[4])}
 
 @dataclass(frozen=True)
 class Scope:
-    """One limited scope: `key` names it in Redis (`global`, `model:<provider>/<model>`, `tenant:<id>`)."""
+    """One limited scope: `key` names it in Redis (`global`, `model:<provider>/<model>`, `tenant:<id>`).
+
+    `reserve` is the share of each limit kept for interactive traffic: batch requests may use it only
+    while no interactive request has asked this scope for capacity in the last window.
+    """
 
     key: str
     limits: ScopeLimits
+    reserve: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -194,16 +235,39 @@ class CapacityRefused(ResourceExhausted):
         self.blocked_by = blocked_by
 
 
+@dataclass(frozen=True)
+class _Decision:
+    reservation: Reservation | None
+    wait: float
+    """Seconds until a retry can succeed; `math.inf` when it never can."""
+    blocked_by: str
+    scope: str | None
+    """The key of the blocking scope (None for a cooldown)."""
+
+
+ScopeSource = Sequence[Scope] | Callable[[], Awaitable[Sequence[Scope]]]
+
+
 class Reservation:
     """Capacity held for one call: settle it exactly once (later calls are no-ops)."""
 
-    def __init__(self, limiter: Limiter, rid: str, keys: list[str], tokens: int, admitted_at_ms: int) -> None:
+    def __init__(
+        self, limiter: Limiter, rid: str, keys: list[str], tokens: int, admitted_at_ms: int, lane: str | None = None
+    ) -> None:
         self._limiter = limiter
         self.rid = rid
         self.keys = keys
         self.tokens = tokens
         self.admitted_at_ms = admitted_at_ms
+        self.lane = lane
         self.settled = False
+        self._answered_at: float | None = None
+
+    def answered(self) -> None:
+        """The provider has answered (first event): it counted the call by now, so our window keeps the
+        call from here on (see `_SETTLE`) instead of from our earlier reservation."""
+        if self._answered_at is None:
+            self._answered_at = time.monotonic()
 
     async def settle(self, actual_tokens: int | None = None, *, cancel: bool = False) -> None:
         """Replaces the estimate by `actual_tokens` (the estimate when None) and frees the concurrency lease.
@@ -215,11 +279,43 @@ class Reservation:
             return
         self.settled = True
         actual = self.tokens if actual_tokens is None else max(actual_tokens, 0)
-        await asyncio.shield(self._limiter._settle(self, actual, cancel))
+        age_ms = -1 if self._answered_at is None else round((time.monotonic() - self._answered_at) * 1000)
+        await asyncio.shield(self._limiter._settle(self, actual, cancel, age_ms))
+
+
+@dataclass(eq=False)
+class _Waiter:
+    tenant: str
+    interactive: bool
+    scopes: ScopeSource
+    tokens: int
+    give_up_at: float
+    """Monotonic time past which capacity comes too late for the caller's deadline."""
+    granted: asyncio.Future[Reservation]
+
+
+@dataclass(eq=False)
+class _Lane:
+    """One model's local wait queue, served by one dispatcher task while it has waiters."""
+
+    queue: FairWaitQueue[_Waiter] = field(default_factory=FairWaitQueue)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    dispatcher: asyncio.Task[None] | None = None
+    grant_interval: float = 0.0
+    """EWMA of the seconds between two admissions from the queue (for the expected wait)."""
+    last_grant: float | None = None
 
 
 class Limiter:
-    """Reserve-then-settle admission against Redis, shared by every replica using the same key `prefix`."""
+    """Reserve-then-settle admission against Redis, shared by every replica using the same key `prefix`.
+
+    Waiting callers do not poll Redis each: they queue in this replica's `_Lane` for their model (fair
+    across tenants, see `_wait_queue`), and one dispatcher task per lane asks Redis for the caller whose
+    turn it is, sleeping until the script's wait has passed or a local settle frees capacity (a settle in
+    another replica is noticed within `MAX_DISPATCH_SLEEP`).
+    """
+
+    MAX_DISPATCH_SLEEP = 0.25
 
     def __init__(
         self,
@@ -229,7 +325,7 @@ class Limiter:
         window_seconds: float = WINDOW_SECONDS,
         lease_seconds: float = 300.0,
         max_waiters: int = 1000,
-        poll_seconds: float = 0.05,
+        poll_seconds: float = 0.01,
         max_wait_seconds: float = 600.0,
     ) -> None:
         self._redis = redis
@@ -243,7 +339,7 @@ class Limiter:
         self._settle_script = redis.register_script(_SETTLE)
         self._window = redis.register_script(_WINDOW)
         self._waiters = 0
-        self._interactive_waiters = 0
+        self._lanes: dict[str, _Lane] = {}
         self._counter = itertools.count()
 
     @property
@@ -258,111 +354,239 @@ class Limiter:
         return [f"{base}:w", f"{base}:t", f"{base}:s", f"{base}:c"]
 
     async def try_reserve(
-        self, scopes: Sequence[Scope], tokens: int, *, cooldown: str | None = None
+        self, scopes: Sequence[Scope], tokens: int, *, cooldown: str | None = None, batch: bool = False
     ) -> tuple[Reservation | None, float, str]:
         """One atomic decision. Returns (reservation, 0, "") or (None, wait seconds, blocking scope).
 
         The wait is `math.inf` when the request can never fit (more tokens than a TPM limit).
         """
-        rid = f"{uuid.uuid4().hex[:16]}{next(self._counter)}"
-        keys = [k for scope in scopes for k in self._scope_keys(scope.key)]
-        argv: list[Any] = [rid, tokens, round(self.window_seconds * 1000), self._lease_ms]
-        for scope in scopes:
-            argv += [scope.limits.rpm or 0, scope.limits.tpm or 0, scope.limits.max_concurrency or 0]
-        cooldown_key = self.cooldown_key(cooldown) if cooldown else f"{self.prefix}:cooldown:-"
-        granted, wait_ms, blocker, now_ms = await self._reserve(keys=[*keys, cooldown_key], args=argv)
-        blocked_by = blocker.decode() if isinstance(blocker, bytes) else str(blocker)
-        if int(granted) == 1:
-            return Reservation(self, rid, keys, tokens, int(now_ms)), 0.0, ""
-        if int(wait_ms) < 0:
-            return None, math.inf, self._describe(blocked_by, scopes)
-        return None, int(wait_ms) / 1000, self._describe(blocked_by, scopes)
+        decision = await self._decide(scopes, tokens, cooldown=cooldown, batch=batch)
+        return decision.reservation, decision.wait, decision.blocked_by
 
-    @staticmethod
-    def _describe(blocker: str, scopes: Sequence[Scope]) -> str:
-        kind, _, index = blocker.partition(":")
-        if index.isdigit() and int(index) < len(scopes):
-            return f"{kind} of {scopes[int(index)].key}"
-        return kind
+    async def _decide(
+        self, scopes: Sequence[Scope], tokens: int, *, cooldown: str | None, batch: bool, lane: str | None = None
+    ) -> _Decision:
+        rid = f"{uuid.uuid4().hex[:16]}{next(self._counter)}"
+        keys: list[str] = []
+        call_keys: list[str] = []
+        argv: list[Any] = [rid, tokens, round(self.window_seconds * 1000), self._lease_ms, "1" if batch else "0"]
+        for scope in scopes:
+            scope_keys = self._scope_keys(scope.key)
+            base = f"{self.prefix}:lim:{scope.key}"
+            keys += scope_keys
+            call_keys += [*scope_keys, f"{base}:pace", f"{base}:interactive"]
+            limits = scope.limits
+            argv += [limits.rpm or 0, limits.tpm or 0, limits.max_concurrency or 0, repr(float(scope.reserve))]
+        cooldown_key = self.cooldown_key(cooldown) if cooldown else f"{self.prefix}:cooldown:-"
+        granted, wait_ms, blocker, now_ms = await self._reserve(keys=[*call_keys, cooldown_key], args=argv)
+        raw = blocker.decode() if isinstance(blocker, bytes) else str(blocker)
+        if int(granted) == 1:
+            return _Decision(Reservation(self, rid, keys, tokens, int(now_ms), lane), 0.0, "", None)
+        kind, _, index = raw.partition(":")
+        scope_key = scopes[int(index)].key if index.isdigit() and int(index) < len(scopes) else None
+        described = f"{kind} of {scope_key}" if scope_key is not None else kind
+        wait = math.inf if int(wait_ms) < 0 else int(wait_ms) / 1000
+        return _Decision(None, wait, described, scope_key)
 
     async def admit(
         self,
-        scopes: Sequence[Scope] | Callable[[], Awaitable[Sequence[Scope]]],
+        scopes: ScopeSource,
         tokens: int,
         *,
         interactive: bool = True,
+        tenant: str = "",
         cooldown: str | None = None,
         min_call_seconds: float = 0.5,
     ) -> AsyncIterator[Waiting | Reservation]:
-        """Reserves capacity, waiting for it when the caller's deadline allows.
+        """Reserves capacity, waiting for it in this replica's fair queue when the caller's deadline allows.
 
         `scopes` may be a function giving the scopes: it is asked again before every attempt, so a caller
-        that waits sees limits learned meanwhile (see `learned`). Yields `Waiting` once when the caller has
-        to wait (so a stream can say so), then the
-        `Reservation`. Raises CapacityRefused when the wait plus `min_call_seconds` (the shortest the call
-        itself can take) would pass the deadline, the request can never fit, or the wait queue is full.
-        """
-        announced = False
-        queued = False
-        started = time.monotonic()
-        try:
-            while True:
-                current = await scopes() if callable(scopes) else scopes
-                reservation, wait, blocked_by = await self.try_reserve(current, tokens, cooldown=cooldown)
-                if reservation is not None:
-                    yield reservation
-                    return
-                if math.isinf(wait):
-                    raise CapacityRefused(
-                        f"a request of ~{tokens} tokens can never fit the {blocked_by} limit", None, blocked_by
-                    )
-                left = deadlines.remaining()
-                waited = time.monotonic() - started
-                budget = (
-                    self._max_wait - waited if left is None else min(self._max_wait - waited, left - min_call_seconds)
-                )
-                if wait > budget:
-                    raise CapacityRefused(
-                        f"no capacity ({blocked_by}) for ~{wait:.1f} s, beyond the request's deadline",
-                        wait,
-                        blocked_by,
-                    )
-                if not queued:
-                    if self._waiters >= self._max_waiters:
-                        raise CapacityRefused(f"the wait queue is full ({blocked_by})", wait, blocked_by)
-                    queued = True
-                    self._waiters += 1
-                    if interactive:
-                        self._interactive_waiters += 1
-                if not announced:
-                    announced = True
-                    yield Waiting(wait, blocked_by)
-                # Interactive waiters go first: batch waiters give way while any interactive one waits here.
-                pause = max(min(wait, 1.0), self._poll)
-                if not interactive and self._interactive_waiters:
-                    pause += self._poll
-                await asyncio.sleep(pause)
-        finally:
-            if queued:
-                self._waiters -= 1
-                if interactive:
-                    self._interactive_waiters -= 1
+        that waits sees limits learned meanwhile (see `learned`). A caller tries at once only when nobody
+        of its class (or, for batch, nobody at all) waits for the same model (`cooldown` names the model);
+        otherwise it joins the queue, where its `tenant` takes turns with the other tenants. Yields
+        `Waiting` once when the caller has to wait (so a stream can say so), then the `Reservation`.
 
-    async def reserve(
-        self, scopes: Sequence[Scope] | Callable[[], Awaitable[Sequence[Scope]]], tokens: int, **options: Any
-    ) -> Reservation:
+        Raises CapacityRefused when the known wait plus `min_call_seconds` (the shortest the call itself
+        can take) would pass the deadline, when the deadline passes while queued, when the request can
+        never fit, or when the wait queue is full.
+        """
+        lane_key = cooldown or "-"
+        left = deadlines.remaining()
+        budget = self._max_wait if left is None else min(self._max_wait, left - min_call_seconds)
+        started = time.monotonic()
+        lane = self._lanes.get(lane_key)
+        ahead = 0 if lane is None else len(lane.queue) if not interactive else lane.queue.waiting(interactive=True)
+        expected = 0.0
+        blocked_by = "queue"
+        if ahead == 0:
+            current = await scopes() if callable(scopes) else scopes
+            decision = await self._decide(current, tokens, cooldown=cooldown, batch=not interactive, lane=lane_key)
+            if decision.reservation is not None:
+                yield decision.reservation
+                return
+            blocked_by = decision.blocked_by
+            if math.isinf(decision.wait):
+                raise CapacityRefused(
+                    f"a request of ~{tokens} tokens can never fit the {blocked_by} limit", None, blocked_by
+                )
+            if decision.wait > budget:
+                raise CapacityRefused(
+                    f"no capacity ({blocked_by}) for ~{decision.wait:.1f} s, beyond the request's deadline",
+                    decision.wait,
+                    blocked_by,
+                )
+            expected = decision.wait
+        elif lane is not None:
+            expected = ahead * lane.grant_interval
+        if self._waiters >= self._max_waiters:
+            raise CapacityRefused(f"the wait queue is full ({blocked_by})", expected or None, blocked_by)
+        waiter = _Waiter(
+            tenant, interactive, scopes, tokens, started + budget, asyncio.get_running_loop().create_future()
+        )
+        lane = self._enqueue(lane_key, cooldown, waiter)
+        self._waiters += 1
+        try:
+            yield Waiting(expected, blocked_by)
+            await asyncio.wait((waiter.granted,), timeout=max(budget - (time.monotonic() - started), 0.0))
+        except BaseException:
+            await self._withdraw(lane, waiter)
+            raise
+        finally:
+            self._waiters -= 1
+        if not waiter.granted.done():
+            await self._withdraw(lane, waiter)
+            raise CapacityRefused(
+                f"no capacity within the request's deadline after {time.monotonic() - started:.1f} s in the queue",
+                lane.grant_interval * max(len(lane.queue), 1) or None,
+                "queue",
+            )
+        yield waiter.granted.result()  # raises what the dispatcher refused it with
+
+    def _enqueue(self, lane_key: str, cooldown: str | None, waiter: _Waiter) -> _Lane:
+        lane = self._lanes.get(lane_key)
+        if lane is None:
+            lane = self._lanes[lane_key] = _Lane()
+        lane.queue.push(waiter, waiter.tenant, interactive=waiter.interactive)
+        lane.wake.set()
+        if lane.dispatcher is None:
+            # An empty context: the dispatcher serves every caller, it must not log as the first one.
+            lane.dispatcher = asyncio.create_task(
+                self._dispatch(lane_key, lane, cooldown), context=contextvars.Context()
+            )
+        return lane
+
+    async def _withdraw(self, lane: _Lane, waiter: _Waiter) -> None:
+        """A waiter leaves (cancelled, or its deadline passed): out of the queue, and any capacity it was
+        granted meanwhile goes back."""
+        lane.queue.remove(waiter)
+        if not waiter.granted.done():
+            waiter.granted.cancel()
+        elif not waiter.granted.cancelled() and waiter.granted.exception() is None:
+            await waiter.granted.result().settle(cancel=True)
+
+    async def _dispatch(self, lane_key: str, lane: _Lane, cooldown: str | None) -> None:
+        """Admits the lane's waiters in turn while it has any; one Redis decision per attempt."""
+        try:
+            while len(lane.queue):
+                lane.wake.clear()
+                retry_in = await self._serve_one(lane_key, lane, cooldown)
+                if retry_in is None:
+                    continue
+                sleep = max(min(retry_in, self.MAX_DISPATCH_SLEEP), self._poll)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(lane.wake.wait(), timeout=sleep)
+        finally:
+            lane.dispatcher = None
+            if not len(lane.queue) and self._lanes.get(lane_key) is lane:
+                del self._lanes[lane_key]
+
+    async def _serve_one(self, lane_key: str, lane: _Lane, cooldown: str | None) -> float | None:
+        """Tries the waiters whose turn it is; None when the queue changed, else seconds until a retry."""
+        now = time.monotonic()
+        retry_in: float | None = None
+        for waiter in lane.queue.candidates(now):
+            if waiter.granted.done():  # gave up while queued
+                lane.queue.remove(waiter)
+                return None
+            try:
+                current = await waiter.scopes() if callable(waiter.scopes) else waiter.scopes
+                decision = await self._decide(
+                    current, waiter.tokens, cooldown=cooldown, batch=not waiter.interactive, lane=lane_key
+                )
+            except Exception as exc:
+                log.exception("limiter decision failed for a queued caller of %s", lane_key)
+                if not waiter.granted.done():
+                    waiter.granted.set_exception(exc)
+                lane.queue.remove(waiter)
+                return None
+            if waiter.granted.done():  # gave up during the decision
+                lane.queue.remove(waiter)
+                if decision.reservation is not None:
+                    await decision.reservation.settle(cancel=True)
+                return None
+            if decision.reservation is not None:
+                waiter.granted.set_result(decision.reservation)
+                lane.queue.served(waiter)
+                done = time.monotonic()
+                if lane.last_grant is not None:
+                    lane.grant_interval = 0.8 * lane.grant_interval + 0.2 * (done - lane.last_grant)
+                lane.last_grant = done
+                return None
+            if math.isinf(decision.wait):
+                waiter.granted.set_exception(
+                    CapacityRefused(
+                        f"a request of ~{waiter.tokens} tokens can never fit the {decision.blocked_by} limit",
+                        None,
+                        decision.blocked_by,
+                    )
+                )
+                lane.queue.remove(waiter)
+                return None
+            if decision.scope is not None and decision.scope.startswith("tenant:"):
+                # Only this tenant is out of capacity: its waiters step aside, the next tenant is tried.
+                lane.queue.block(waiter.tenant, now + decision.wait, interactive=waiter.interactive)
+                retry_in = decision.wait if retry_in is None else min(retry_in, decision.wait)
+                continue
+            # A limit every waiter of the lane shares: nobody else fits either, and whoever cannot wait
+            # that long is told now rather than at its deadline.
+            self._refuse_hopeless(lane, now + decision.wait, decision)
+            return decision.wait
+        unblock = lane.queue.next_unblock()
+        if unblock is not None:
+            retry_in = max(unblock - now, 0.0) if retry_in is None else min(retry_in, max(unblock - now, 0.0))
+        return self.MAX_DISPATCH_SLEEP if retry_in is None else retry_in
+
+    @staticmethod
+    def _refuse_hopeless(lane: _Lane, free_at: float, decision: _Decision) -> None:
+        for waiter in lane.queue.items():
+            if waiter.give_up_at < free_at and not waiter.granted.done():
+                waiter.granted.set_exception(
+                    CapacityRefused(
+                        f"no capacity ({decision.blocked_by}) for ~{decision.wait:.1f} s, past the request's deadline",
+                        decision.wait,
+                        decision.blocked_by,
+                    )
+                )
+                lane.queue.remove(waiter)
+
+    async def reserve(self, scopes: ScopeSource, tokens: int, **options: Any) -> Reservation:
         """`admit()` without the waiting notice: the reservation, or CapacityRefused."""
         async for step in self.admit(scopes, tokens, **options):
             if isinstance(step, Reservation):
                 return step
         raise AssertionError("admit() ended without a reservation")  # pragma: no cover
 
-    async def _settle(self, reservation: Reservation, actual: int, cancel: bool) -> None:
+    async def _settle(self, reservation: Reservation, actual: int, cancel: bool, answered_age_ms: int) -> None:
         try:
-            await self._settle_script(keys=reservation.keys, args=[reservation.rid, actual, "1" if cancel else "0"])
+            await self._settle_script(
+                keys=reservation.keys, args=[reservation.rid, actual, "1" if cancel else "0", answered_age_ms]
+            )
         except Exception:
             # The lease expires by itself; log with context rather than fail the caller's request.
             log.exception("settling reservation %s failed; its lease expires on its own", reservation.rid)
+        lane = self._lanes.get(reservation.lane) if reservation.lane is not None else None
+        if lane is not None:
+            lane.wake.set()  # a lease or unused tokens came back: the next waiter may fit now
 
     async def usage(self, scope: str) -> WindowUsage:
         """What the last window holds for `scope` (for learning limits from 429s, and for tests)."""
@@ -381,12 +605,3 @@ class Limiter:
     async def cooldown_left(self, model_key: str) -> float:
         left = await self._redis.pttl(self.cooldown_key(model_key))
         return max(int(left or 0), 0) / 1000
-
-
-def batch_limits(limits: ScopeLimits, reserve: float) -> ScopeLimits:
-    """The share of `limits` batch traffic may use: interactive keeps `reserve` of each limit."""
-
-    def share(value: int | None) -> int | None:
-        return None if value is None else max(1, math.floor(value * (1 - reserve)))
-
-    return ScopeLimits(rpm=share(limits.rpm), tpm=share(limits.tpm), max_concurrency=share(limits.max_concurrency))

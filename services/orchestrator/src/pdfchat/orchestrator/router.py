@@ -30,6 +30,7 @@ unary call) has sent nothing until it returns, so it may fall back at any point.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
@@ -55,7 +56,7 @@ from pdfchat.orchestrator.generation import (
     TokenUsage,
 )
 from pdfchat.orchestrator.learned import LearnedLimits, RateLimitHeaders
-from pdfchat.orchestrator.limiter import CapacityRefused, Limiter, Reservation, Scope, Waiting, batch_limits
+from pdfchat.orchestrator.limiter import CapacityRefused, Limiter, Reservation, Scope, Waiting
 from pdfchat.orchestrator.providers import EXTRACTIVE_MODEL, Provider
 from pdfchat.orchestrator.retry import RetryBudget, RetryPolicy
 
@@ -368,27 +369,20 @@ class Router:
     def _min_call(self, route: Route) -> float:
         return max(self._controls.min_call_seconds, self._latency.get(route.key, 0.0))
 
-    async def _scopes(self, route: Route, request: GenerationRequest) -> list[Scope]:
+    async def _scopes(self, route: Route, tenant: str | None) -> list[Scope]:
         assert route.config is not None
         config, controls = self._config, self._controls
-        interactive = request.priority != "batch"
         model_limits = route.config.limits
         if controls.learned is not None:
             model_limits = await controls.learned.resolve(route.key, model_limits)
-
+        # Batch requests keep off `interactive_reserve` of these while interactive traffic is about.
+        reserve = config.interactive_reserve
         scopes: list[Scope] = []
         if config.global_limits != type(config.global_limits)():
-            limits = config.global_limits
-            scopes.append(Scope("global", limits if interactive else batch_limits(limits, config.interactive_reserve)))
-        scopes.append(
-            Scope(
-                f"model:{route.key}",
-                model_limits if interactive else batch_limits(model_limits, config.interactive_reserve),
-            )
-        )
-        caller = identity.current()
-        if caller is not None and config.tenant_limits != type(config.tenant_limits)():
-            scopes.append(Scope(f"tenant:{caller.tenant_id}", config.tenant_limits))
+            scopes.append(Scope("global", config.global_limits, reserve))
+        scopes.append(Scope(f"model:{route.key}", model_limits, reserve))
+        if tenant is not None and config.tenant_limits != type(config.tenant_limits)():
+            scopes.append(Scope(f"tenant:{tenant}", config.tenant_limits))
         return scopes
 
     def _estimate(self, request: GenerationRequest) -> int:
@@ -420,11 +414,14 @@ class Router:
                         )
                         return
                 if managed and controls.limiter is not None:
+                    caller = identity.current()
+                    tenant = caller.tenant_id if caller is not None else None
                     try:
                         async for step in controls.limiter.admit(
-                            lambda: self._scopes(route, request),
+                            functools.partial(self._scopes, route, tenant),
                             self._estimate(request),
                             interactive=request.priority != "batch",
+                            tenant=tenant or "",
                             cooldown=route.key,
                             min_call_seconds=self._min_call(route),
                         ):
@@ -458,6 +455,8 @@ class Router:
                     await _close(events)
                     raise
                 else:
+                    if reservation is not None:
+                        reservation.answered()
                     handed_over = True
                     yield _Opened(events, first, reservation, started)
                     return
