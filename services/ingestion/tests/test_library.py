@@ -361,6 +361,24 @@ async def test_page_range_outside_the_pages_is_invalid(harness: Harness, tenant:
         )
 
 
+async def test_pdf_over_the_page_limit_is_refused_before_anything_is_stored(
+    harness: Harness, changes: DocumentChanges, tenant: str, sample_pdf: Path, tmp_path: Path
+) -> None:
+    library = DocumentLibrary(
+        harness.repository,
+        harness.store,
+        harness.publisher,
+        harness.segments,
+        changes,
+        max_upload_bytes=1024 * 1024,
+        max_upload_pages=1,
+    )
+    with pytest.raises(PayloadTooLarge, match="more than the limit of 1"):
+        await library.upload(Identity(tenant_id=tenant), UploadRequest("long.pdf"), stream(sample_pdf.read_bytes()))
+    assert (await library.list_documents(tenant)).documents == []
+    assert not [path for path in (tmp_path / "objects").rglob("*") if path.is_file()]
+
+
 async def test_stuck_document_is_republished_then_failed_with_the_stage_after_the_last_attempt(
     harness: Harness, changes: DocumentChanges, parse_jobs: ParseJobs, tenant: str
 ) -> None:

@@ -54,6 +54,7 @@ async def main() -> None:
         server.GrpcSegmentIndex(settings.vector_index_addr),
         changes,
         max_upload_bytes=settings.max_upload_bytes,
+        max_upload_pages=settings.max_upload_pages,
         upload_temp_dir=settings.upload_temp_dir,
         watch_resync_seconds=settings.watch_resync_seconds,
         passwords=PasswordBox(settings.password_encryption_key),

@@ -33,7 +33,7 @@ import asyncpg
 from google.protobuf.message import DecodeError
 
 from pdfchat.common import identity
-from pdfchat.common.errors import NotFound
+from pdfchat.common.errors import NotFound, PayloadTooLarge
 from pdfchat.common.events import DocumentChanged
 from pdfchat.common.identity import Identity
 from pdfchat.common.object_store import ObjectStore
@@ -47,6 +47,7 @@ from pdfchat.ingestion.documents import (
     Page,
     ProgressReport,
 )
+from pdfchat.ingestion.page_count import count_pages
 from pdfchat.ingestion.passwords import PasswordBox
 from pdfchat.ingestion.watch import DocumentChanges
 from pdfchat.v1 import common_pb2
@@ -127,6 +128,7 @@ class DocumentLibrary:
         changes: DocumentChanges,
         *,
         max_upload_bytes: int,
+        max_upload_pages: int = 2000,
         upload_temp_dir: str | None = None,
         watch_resync_seconds: float = 15.0,
         passwords: PasswordBox | None = None,
@@ -138,6 +140,7 @@ class DocumentLibrary:
         self._segments = segments
         self._changes = changes
         self._max_upload_bytes = max_upload_bytes
+        self._max_upload_pages = max_upload_pages
         self._upload_temp_dir = upload_temp_dir
         self._watch_resync_seconds = watch_resync_seconds
         self._passwords = passwords or PasswordBox("")
@@ -155,6 +158,9 @@ class DocumentLibrary:
         ) as received:
             if same := await self._documents.find_by_sha256(caller.tenant_id, received.sha256):
                 return UploadResult(same, created=False)
+            pages = await count_pages(received.path)
+            if pages is not None and pages > self._max_upload_pages:
+                raise PayloadTooLarge(f"the PDF has {pages} pages, more than the limit of {self._max_upload_pages}")
             document_id = str(uuid.uuid4())
             object_key = object_key_of(caller.tenant_id, document_id)
             await self._store.put_file(object_key, received.path)

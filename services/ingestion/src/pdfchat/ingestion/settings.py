@@ -22,6 +22,8 @@ MIB = 1024 * 1024
 class IngestionSettings(CommonSettings, DatabaseSettings, NatsSettings, ObjectStoreSettings, ServiceAddresses):
     max_upload_bytes: int = Field(default=100 * MIB, gt=0)
     """Largest original accepted by Upload (PDFCHAT_MAX_UPLOAD_BYTES); larger uploads are refused."""
+    max_upload_pages: int = Field(default=2000, gt=0)
+    """Longest PDF accepted by Upload, in pages; longer ones are refused (413) before anything is stored."""
     upload_temp_dir: str | None = None
     """Where uploads are spooled while they stream in; the system temp directory when unset."""
     reconcile_after_seconds: float = Field(default=30.0, gt=0)
