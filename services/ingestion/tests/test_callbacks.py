@@ -67,7 +67,7 @@ async def send_until(sender: CallbackSender, done: object, within: float = 10.0)
             await asyncio.sleep(0.05)
 
 
-def test_only_absolute_http_urls_are_accepted_as_callbacks() -> None:
+async def test_only_absolute_http_urls_are_accepted_as_callbacks() -> None:
     assert check_callback_url("  https://example.test/hook ") == "https://example.test/hook"
     assert check_callback_url("") == ""
     for bad in ("ftp://example.test/x", "/relative", "https://", "javascript:alert(1)"):
