@@ -64,3 +64,14 @@ def test_pieces_concatenate_to_the_answer_for_both_scripts() -> None:
 def test_terms_use_bigrams_for_cjk_and_words_otherwise() -> None:
     assert extractive.terms("长城 Great Wall") == {"长城", "great", "wall"}
     assert "the" not in extractive.terms("the wall")
+
+
+def test_inflected_words_match_their_question_terms() -> None:
+    passages = [
+        Passage("Several German figures were of Huguenot descent.", page=1),
+        Passage("Frederick William invited Huguenots to settle in his realms.", page=2),
+    ]
+    ranked = extractive.rank("Which ruler invites Huguenot settlers?", passages)
+    assert ranked[0].text.startswith("Frederick William")
+    assert extractive.stem("huguenots") == extractive.stem("huguenot")
+    assert extractive.stem("invited") == extractive.stem("invite")

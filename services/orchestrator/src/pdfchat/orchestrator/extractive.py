@@ -88,15 +88,28 @@ class RankedSentence:
     score: float
 
 
+_SUFFIXES = ("ing", "ed", "es", "s")
+
+
+def stem(word: str) -> str:
+    """A light English stem, so "Huguenots" matches "Huguenot" and "invited" matches "invite"."""
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            break
+    return word[:-1] if word.endswith("e") and len(word) > 3 else word
+
+
 def terms(text: str) -> set[str]:
-    """Matching terms: lower-cased words (not stop words) and CJK character bigrams (single characters alone)."""
+    """Matching terms: stemmed lower-cased words (not stop words) and CJK character bigrams (single
+    characters alone)."""
     found: set[str] = set()
     for run in _CJK_RUN.findall(text):
         if len(run) == 1:
             found.add(run)
         found.update(run[i : i + 2] for i in range(len(run) - 1))
     latin = _CJK_RUN.sub(" ", text)
-    found.update(word for word in (w.lower() for w in _WORD.findall(latin)) if word not in _STOP_WORDS)
+    found.update(stem(word) for word in (w.lower() for w in _WORD.findall(latin)) if word not in _STOP_WORDS)
     return found
 
 
