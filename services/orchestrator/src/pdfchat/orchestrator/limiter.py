@@ -549,7 +549,7 @@ class Limiter:
                 continue
             # A limit every waiter of the lane shares: nobody else fits either, and whoever cannot wait
             # that long is told now rather than at its deadline.
-            self._refuse_hopeless(lane, now + decision.wait, decision)
+            self._refuse_hopeless(lane, now + decision.wait, decision, batch_only=not waiter.interactive)
             return decision.wait
         unblock = lane.queue.next_unblock()
         if unblock is not None:
@@ -557,8 +557,12 @@ class Limiter:
         return self.MAX_DISPATCH_SLEEP if retry_in is None else retry_in
 
     @staticmethod
-    def _refuse_hopeless(lane: _Lane, free_at: float, decision: _Decision) -> None:
+    def _refuse_hopeless(lane: _Lane, free_at: float, decision: _Decision, *, batch_only: bool) -> None:
+        """Refuses the waiters that cannot wait until `free_at` (batch ones only, when a batch waiter was
+        refused: batch sees stricter limits and a pace interactive callers are not held by)."""
         for waiter in lane.queue.items():
+            if batch_only and waiter.interactive:
+                continue
             if waiter.give_up_at < free_at and not waiter.granted.done():
                 waiter.granted.set_exception(
                     CapacityRefused(

@@ -162,6 +162,13 @@ class _Meter:
             self.status, self.error = "error", f"{type(exc).__name__}: {exc}"
         else:  # CancelledError, GeneratorExit: the caller went away
             self.status, self.error = "cancelled", type(exc).__name__
+            log.info(
+                "request cancelled after %.1f s (%s, queued for ~%.1f s, first token %s)",
+                time.monotonic() - self.started,
+                type(exc).__name__,
+                self.trace.queued_seconds,
+                "received" if self.trace.first_token_at is not None else "not received",
+            )
 
     def event(self) -> UsageEvent:
         now = time.monotonic()
