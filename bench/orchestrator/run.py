@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -235,7 +236,7 @@ class Systems:
             jobs_namespace=f"bench{uuid.uuid4().hex[:6]}",
             extra={
                 "PDFCHAT_ENV": "test",
-                "PDFCHAT_LOG_LEVEL": "WARNING",
+                "PDFCHAT_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
                 "PDFCHAT_LLM_CONFIG": str(config),
                 "PDFCHAT_LLM_BASE_URL": sim.openai_base_url,
                 "PDFCHAT_LLM_MODEL": MODEL,

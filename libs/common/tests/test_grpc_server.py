@@ -128,6 +128,23 @@ async def test_health_follows_the_dependencies(probe_server: tuple[str, asyncio.
     assert (await health.Check(request, timeout=2)).status == health_pb2.HealthCheckResponse.SERVING
 
 
+async def test_a_burst_of_two_thousand_calls_all_reach_the_handler(probe_server: tuple[str, asyncio.Event]) -> None:
+    address, _ = probe_server
+    metadata = Identity(tenant_id="acme").to_metadata()
+    async with grpc.aio.insecure_channel(address) as burst_channel:
+        stub = embedding_pb2_grpc.EmbeddingServiceStub(burst_channel)
+
+        async def one() -> str:
+            try:
+                await stub.Embed(embedding_pb2.EmbedRequest(), metadata=metadata, timeout=60)
+            except grpc.aio.AioRpcError as error:
+                return error.code().name
+            return "OK"
+
+        outcomes = await asyncio.gather(*(one() for _ in range(2000)))
+    assert outcomes.count("OK") == 2000, {code: outcomes.count(code) for code in set(outcomes)}
+
+
 async def test_client_channel_carries_the_bound_identity(probe_server: tuple[str, asyncio.Event]) -> None:
     address, _ = probe_server
     token = identity.bind(Identity(tenant_id="bound", user_id="bob"))

@@ -219,6 +219,9 @@ async def serve(spec: ServiceSpec, settings: CommonSettings, stop: asyncio.Event
         options=[
             ("grpc.max_receive_message_length", 32 * 1024 * 1024),
             ("grpc.max_send_message_length", 32 * 1024 * 1024),
+            # Without these, a burst of more than ~1,000 new calls has some cancelled before any handler runs.
+            ("grpc.server.max_pending_requests", settings.grpc_max_pending_calls),
+            ("grpc.server.max_pending_requests_hard_limit", 2 * settings.grpc_max_pending_calls),
         ],
     )
     spec.register(server)

@@ -32,6 +32,9 @@ class CommonSettings(BaseSettings):
     """How long in-flight RPCs may run after SIGTERM before they are cancelled."""
     health_check_interval_seconds: float = 2.0
     """How often a service re-checks its dependencies to report SERVING or NOT_SERVING."""
+    grpc_max_pending_calls: int = 20_000
+    """Calls a gRPC server accepts ahead of its handlers. gRPC's own default (1,000) cancels part of any
+    larger burst before a handler sees it; the hard limit is twice this."""
 
     @property
     def is_dev(self) -> bool:
