@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import signal
 import subprocess
 import time
@@ -27,57 +26,9 @@ import httpx
 import pytest
 
 from pdfchat_tools import devstack, infra
+from pdfchat_tools.sample_pdfs import generated_pdf
 
 READY_TIMEOUT_SECONDS = 150.0
-
-_WORDS = (
-    "ingestion",
-    "pipeline",
-    "segment",
-    "vector",
-    "embedding",
-    "worker",
-    "replica",
-    "stream",
-    "durable",
-    "consumer",
-    "acknowledge",
-    "page",
-    "range",
-    "chunk",
-    "heading",
-    "paragraph",
-    "table",
-    "retrieval",
-    "citation",
-    "tenant",
-    "gateway",
-    "ledger",
-    "budget",
-    "provider",
-    "fallback",
-    "cache",
-)
-
-
-def generated_pdf(pages: int, *, paragraphs: int = 2, seed: int = 7) -> bytes:
-    """A deterministic text PDF: every page has a heading and `paragraphs` paragraphs naming its page."""
-    import pymupdf
-
-    rng = random.Random(seed)
-    document = pymupdf.open()
-    for number in range(1, pages + 1):
-        page = document.new_page()
-        page.insert_text((72, 60), f"Section {number}: reliability notes, page {number}", fontsize=14)
-        top = 80.0
-        for paragraph in range(paragraphs):
-            words = " ".join(rng.choice(_WORDS) for _ in range(80))
-            text = f"Page {number}, paragraph {paragraph}: {words}."
-            page.insert_textbox(pymupdf.Rect(72, top, 540, top + 120), text, fontsize=10)
-            top += 125
-    data: bytes = document.tobytes()
-    document.close()
-    return data
 
 
 @dataclass
