@@ -198,7 +198,7 @@ SuiteFactory = Callable[..., Suite]
 
 @pytest.fixture
 def suite_factory(
-    database_url: str, redis_url: str, private_nats: NatsServer, tmp_path: Path
+    database_factory: Callable[[], str], redis_url: str, private_nats: NatsServer, tmp_path: Path
 ) -> Iterator[SuiteFactory]:
     """Starts suites on this test's private NATS; `services` may leave some out to start them later."""
     suites: list[Suite] = []
@@ -207,6 +207,7 @@ def suite_factory(
         namespace = f"r{uuid.uuid4().hex[:8]}"
         data_dir = tmp_path / f"suite{len(suites)}"
         ports = {name: infra.free_port() for name in devstack.DEFAULT_PORTS}
+        database_url = database_factory()
         infrastructure = infra.Infrastructure(database_url, private_nats.url, redis_url)
         env = devstack.stack_env(
             infrastructure,

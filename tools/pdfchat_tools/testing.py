@@ -8,10 +8,13 @@ In CI (CI set), any skipped test fails the run: an integration test that did not
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +36,30 @@ def database_url(run_id: str) -> Iterator[str]:
     asyncio.run(infra.create_database(server_url, name))
     yield infra.with_database(server_url, name)
     asyncio.run(infra.drop_database(server_url, name))
+
+
+def _run_off_loop(work: Coroutine[Any, Any, None]) -> None:
+    """Runs a coroutine to completion from sync code, even when the caller is inside an event loop."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, work).result()
+
+
+@pytest.fixture(scope="session")
+def database_factory(run_id: str) -> Iterator[Callable[[], str]]:
+    """Creates another fresh database (with pgvector) per call; a stack's background workers (reconcilers,
+    senders, sweepers) then never act on another test's rows."""
+    server_url = infra.ensure_postgres()
+    created: list[str] = []
+
+    def create() -> str:
+        name = f"pdfchat_test_{run_id}_{len(created) + 1}"
+        _run_off_loop(infra.create_database(server_url, name))
+        created.append(name)
+        return infra.with_database(server_url, name)
+
+    yield create
+    for name in created:
+        _run_off_loop(infra.drop_database(server_url, name))
 
 
 @pytest.fixture(scope="session")
@@ -76,11 +103,15 @@ def infrastructure(database_url: str, nats_url: str, redis_url: str) -> infra.In
 
 @pytest.fixture(scope="session")
 def stack_factory(
-    infrastructure: infra.Infrastructure, jobs_namespace: str, tmp_path_factory: pytest.TempPathFactory
+    infrastructure: infra.Infrastructure,
+    jobs_namespace: str,
+    database_factory: Callable[[], str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Callable[..., devstack.Stack]]:
     """Starts services of the suite as real processes on free ports; all are stopped at session end.
 
-    Each stack gets its own JetStream namespace, so one stack's workers never take another's jobs.
+    Each stack gets its own database and JetStream namespace, so one stack's workers never take another's
+    jobs or touch another's rows.
     """
     stacks: list[devstack.Stack] = []
     namespaces: list[str] = []
@@ -91,7 +122,7 @@ def stack_factory(
         namespaces.append(namespace)
         ports = {name: infra.free_port() for name in devstack.DEFAULT_PORTS}
         env = devstack.stack_env(
-            infrastructure,
+            dataclasses.replace(infrastructure, database_url=database_factory()),
             ports=ports,
             data_dir=data_dir,
             jobs_namespace=namespace,
