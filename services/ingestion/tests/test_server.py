@@ -351,14 +351,12 @@ async def test_delete_removes_segments_as_the_callers_tenant_and_allows_a_fresh_
 
 
 @pytest.fixture(scope="module")
-def suite_addrs(
-    stack_factory: Callable[..., devstack.Stack], ingestion_jobs_namespace: str
-) -> Iterator[dict[str, str]]:
-    """ingestion with the real vector_index."""
+def suite_addrs(stack_factory: Callable[..., devstack.Stack]) -> Iterator[dict[str, str]]:
+    """ingestion with the real vector_index, on a JetStream namespace (and database) of its own: another
+    ingestion's dead-letter consumer must not take its messages."""
     stack = stack_factory(
         ("vector_index", "ingestion"),
         extra_env={
-            "PDFCHAT_JOBS_NAMESPACE": ingestion_jobs_namespace,
             "PDFCHAT_SWEEP_DELAY_SECONDS": "1",
             "PDFCHAT_RECONCILE_INTERVAL_SECONDS": "0.3",
             "PDFCHAT_WEBHOOK_SECRET": "suite-webhook-secret",
@@ -366,7 +364,8 @@ def suite_addrs(
             "PDFCHAT_CALLBACK_INTERVAL_SECONDS": "0.2",
         },
     )
-    yield {name: stack.config.env[f"PDFCHAT_{name.upper()}_ADDR"] for name in ("vector_index", "ingestion")}
+    addresses = {name: stack.config.env[f"PDFCHAT_{name.upper()}_ADDR"] for name in ("vector_index", "ingestion")}
+    yield {**addresses, "namespace": stack.config.env["PDFCHAT_JOBS_NAMESPACE"]}
     stack.stop()
 
 
@@ -557,12 +556,12 @@ async def test_ready_outcome_is_posted_to_the_callback_url_signed_with_the_confi
 
 
 async def test_dead_lettered_job_fails_the_document_in_the_running_service(
-    pair: Pair, caller: Identity, js: JetStreamContext, ingestion_jobs_namespace: str
+    pair: Pair, suite_addrs: dict[str, str], caller: Identity, js: JetStreamContext
 ) -> None:
     document = (await upload(pair.ingestion, caller, tiny_pdf())).document
     job = common_pb2.ParseJob(tenant_id=caller.tenant_id, document_id=document.id, version=1)
     await js.publish(
-        JobQueues(ingestion_jobs_namespace).dlq_subject("parse"),
+        JobQueues(suite_addrs["namespace"]).dlq_subject("parse"),
         job.SerializeToString(),
         headers={"Pdfchat-Dlq-Reason": "max deliveries reached: worker killed"},
     )
