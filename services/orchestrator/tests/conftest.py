@@ -6,8 +6,13 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from pdfchat.orchestrator import config, providers
+from pdfchat.orchestrator.providers import ExtractiveProvider
+from pdfchat.orchestrator.router import Router, RouterControls
 from pdfchat_tools import devstack
 from pdfchat_tools.llm_sim import SimServer
+
+RouterOnSim = Callable[..., Router]
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +26,28 @@ def sim(llm_sim: SimServer) -> SimServer:
     """The shared simulator with default settings, no pending faults and zeroed counters."""
     llm_sim.reset(config=True)
     return llm_sim
+
+
+@pytest.fixture
+def router_on_sim(sim: SimServer) -> RouterOnSim:
+    """Builds a Router whose one LLM is the simulator's `sim-model`, with the given controls and prices."""
+
+    def build(controls: RouterControls, *, input_price: float = 0.0, output_price: float = 0.0) -> Router:
+        router = Router(extractive=ExtractiveProvider(), first_token_timeout_seconds=5, controls=controls)
+        llm = config.single_endpoint(
+            base_url=sim.openai_base_url,
+            api_key="",
+            model="sim-model",
+            context_window=8000,
+            quality_tier="standard",
+            input_price_per_mtok=input_price,
+            output_price_per_mtok=output_price,
+            request_timeout_seconds=10,
+        )
+        router.apply(llm, providers.build(llm, router.observe_headers))
+        return router
+
+    return build
 
 
 @pytest.fixture(scope="session")

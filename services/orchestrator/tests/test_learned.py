@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from redis.asyncio import Redis
 
 from pdfchat.common import deadlines
-from pdfchat.orchestrator import config, providers
 from pdfchat.orchestrator.config import ScopeLimits
 from pdfchat.orchestrator.generation import GenerationRequest, Passage
 from pdfchat.orchestrator.learned import LearnedLimits, RateLimitHeaders, parse_duration
 from pdfchat.orchestrator.limiter import CapacityRefused, Limiter
-from pdfchat.orchestrator.providers import ExtractiveProvider
 from pdfchat.orchestrator.router import Completion, Router, RouterControls, RoutingTrace
 from pdfchat_tools.llm_sim import SimServer
 
@@ -70,7 +68,9 @@ async def test_learned_limits_are_shared_and_configured_ones_win(redis: Redis, r
 
 
 @pytest.mark.integration
-async def test_burst_at_an_unconfigured_endpoint_gets_no_storm_of_429s(sim: SimServer, redis: Redis) -> None:
+async def test_burst_at_an_unconfigured_endpoint_gets_no_storm_of_429s(
+    sim: SimServer, redis: Redis, router_on_sim: Callable[..., Router]
+) -> None:
     sim.configure(rpm_limit=10, time_to_first_token_seconds=0.05)
     prefix = f"test:{uuid.uuid4().hex[:10]}"
     controls = RouterControls(
@@ -78,18 +78,7 @@ async def test_burst_at_an_unconfigured_endpoint_gets_no_storm_of_429s(sim: SimS
         learned=LearnedLimits(redis, prefix=prefix),
         min_call_seconds=0.2,
     )
-    router = Router(extractive=ExtractiveProvider(), first_token_timeout_seconds=5, controls=controls)
-    llm = config.single_endpoint(
-        base_url=sim.openai_base_url,
-        api_key="",
-        model="sim-model",
-        context_window=8000,
-        quality_tier="standard",
-        input_price_per_mtok=0,
-        output_price_per_mtok=0,
-        request_timeout_seconds=10,
-    )
-    router.apply(llm, providers.build(llm, router.observe_headers))
+    router = router_on_sim(controls)
 
     waits: list[float] = []
 

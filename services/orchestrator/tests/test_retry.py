@@ -5,13 +5,12 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from redis.asyncio import Redis
 
 from pdfchat.common import deadlines
-from pdfchat.orchestrator import config, providers
 from pdfchat.orchestrator.breaker import CircuitBreakers
 from pdfchat.orchestrator.generation import (
     GenerationRequest,
@@ -23,7 +22,6 @@ from pdfchat.orchestrator.generation import (
 )
 from pdfchat.orchestrator.learned import LearnedLimits
 from pdfchat.orchestrator.limiter import Limiter
-from pdfchat.orchestrator.providers import ExtractiveProvider
 from pdfchat.orchestrator.retry import RetryBudget, RetryPolicy, is_retryable
 from pdfchat.orchestrator.router import Router, RouterControls, RoutingTrace
 from pdfchat_tools.llm_sim import SimServer
@@ -91,7 +89,7 @@ async def test_retry_budget_is_shared_and_bounded(redis: Redis, redis_url: str) 
         await other.aclose()
 
 
-def managed_router(sim: SimServer, redis: Redis, **policy: float) -> tuple[Router, Limiter]:
+def managed_router(router_on_sim: Callable[..., Router], redis: Redis, **policy: float) -> tuple[Router, Limiter]:
     prefix = f"test:{uuid.uuid4().hex[:10]}"
     limiter = Limiter(redis, prefix=prefix, poll_seconds=0.02)
     controls = RouterControls(
@@ -102,25 +100,16 @@ def managed_router(sim: SimServer, redis: Redis, **policy: float) -> tuple[Route
         retry_policy=RetryPolicy(**policy),  # type: ignore[arg-type]
         min_call_seconds=0.3,
     )
-    router = Router(extractive=ExtractiveProvider(), first_token_timeout_seconds=5, controls=controls)
-    llm = config.single_endpoint(
-        base_url=sim.openai_base_url,
-        api_key="",
-        model="sim-model",
-        context_window=8000,
-        quality_tier="standard",
-        input_price_per_mtok=1,
-        output_price_per_mtok=2,
-        request_timeout_seconds=10,
-    )
-    router.apply(llm, providers.build(llm, router.observe_headers))
+    router = router_on_sim(controls, input_price=1, output_price=2)
     return router, limiter
 
 
 @pytest.mark.integration
-async def test_429_is_retried_after_its_retry_after(sim: SimServer, redis: Redis) -> None:
+async def test_429_is_retried_after_its_retry_after(
+    sim: SimServer, redis: Redis, router_on_sim: Callable[..., Router]
+) -> None:
     sim.configure(next_faults=["429"])  # the simulator answers it with Retry-After: 1 s
-    router, _ = managed_router(sim, redis)
+    router, _ = managed_router(router_on_sim, redis)
     trace = RoutingTrace()
     started = time.monotonic()
     _text, end = await router.generate(REQUEST, trace)
@@ -132,9 +121,11 @@ async def test_429_is_retried_after_its_retry_after(sim: SimServer, redis: Redis
 
 
 @pytest.mark.integration
-async def test_429_whose_wait_passes_the_deadline_falls_over_at_once(sim: SimServer, redis: Redis) -> None:
+async def test_429_whose_wait_passes_the_deadline_falls_over_at_once(
+    sim: SimServer, redis: Redis, router_on_sim: Callable[..., Router]
+) -> None:
     sim.configure(next_faults=["429"])
-    router, _ = managed_router(sim, redis)
+    router, _ = managed_router(router_on_sim, redis)
     trace = RoutingTrace()
     token = deadlines.bind(1.2)
     started = time.monotonic()
@@ -150,9 +141,9 @@ async def test_429_whose_wait_passes_the_deadline_falls_over_at_once(sim: SimSer
 
 
 @pytest.mark.integration
-async def test_4xx_is_not_retried(sim: SimServer, redis: Redis) -> None:
+async def test_4xx_is_not_retried(sim: SimServer, redis: Redis, router_on_sim: Callable[..., Router]) -> None:
     sim.configure(api_key="secret")
-    router, _ = managed_router(sim, redis)
+    router, _ = managed_router(router_on_sim, redis)
     trace = RoutingTrace()
     _, end = await router.generate(REQUEST, trace)
     assert end.provider == "extractive"
@@ -163,9 +154,11 @@ async def test_4xx_is_not_retried(sim: SimServer, redis: Redis) -> None:
 
 
 @pytest.mark.integration
-async def test_5xx_is_retried_with_backoff_until_it_succeeds(sim: SimServer, redis: Redis) -> None:
+async def test_5xx_is_retried_with_backoff_until_it_succeeds(
+    sim: SimServer, redis: Redis, router_on_sim: Callable[..., Router]
+) -> None:
     sim.configure(next_faults=["503", "500"])
-    router, limiter = managed_router(sim, redis, base_seconds=0.05)
+    router, limiter = managed_router(router_on_sim, redis, base_seconds=0.05)
     trace = RoutingTrace()
     _, end = await router.generate(REQUEST, trace)
     assert end.model.name == "sim-model"
