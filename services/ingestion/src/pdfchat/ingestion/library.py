@@ -47,7 +47,7 @@ from pdfchat.ingestion.documents import (
     Page,
     ProgressReport,
 )
-from pdfchat.ingestion.page_count import count_pages
+from pdfchat.ingestion.page_count import PageCounter
 from pdfchat.ingestion.passwords import PasswordBox
 from pdfchat.ingestion.watch import DocumentChanges
 from pdfchat.v1 import common_pb2
@@ -129,6 +129,7 @@ class DocumentLibrary:
         *,
         max_upload_bytes: int,
         max_upload_pages: int = 2000,
+        page_counter: PageCounter | None = None,
         upload_temp_dir: str | None = None,
         watch_resync_seconds: float = 15.0,
         passwords: PasswordBox | None = None,
@@ -141,6 +142,7 @@ class DocumentLibrary:
         self._changes = changes
         self._max_upload_bytes = max_upload_bytes
         self._max_upload_pages = max_upload_pages
+        self._page_counter = page_counter or PageCounter()
         self._upload_temp_dir = upload_temp_dir
         self._watch_resync_seconds = watch_resync_seconds
         self._passwords = passwords or PasswordBox("")
@@ -158,7 +160,7 @@ class DocumentLibrary:
         ) as received:
             if same := await self._documents.find_by_sha256(caller.tenant_id, received.sha256):
                 return UploadResult(same, created=False)
-            pages = await count_pages(received.path)
+            pages = await self._page_counter.count(received.path)
             if pages is not None and pages > self._max_upload_pages:
                 raise PayloadTooLarge(f"the PDF has {pages} pages, more than the limit of {self._max_upload_pages}")
             document_id = str(uuid.uuid4())
