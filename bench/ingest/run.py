@@ -149,7 +149,7 @@ async def run(
                         pdfs = [corpus.generated_pdf(10, seed=1000 + i) for i in range(latency_runs)]
                         latencies = await suite.upload_to_ready_seconds(pdfs, tenant=f"bench-latency-{run_id}")
                 finally:
-                    suite.stop()
+                    await suite.stop()
                 memory[label] = dict(suite.memory.peak_bytes)
     finally:
         for name in databases:

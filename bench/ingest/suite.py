@@ -114,12 +114,14 @@ class SuiteRun:
                 self.memory.watch(label, process.process.pid)
         self.memory.start()
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         self.memory.stop()
         for _, process in self.extra:
             process.stop()
         if self.stack is not None:
             self.stack.stop()
+            env = self.stack.config.env
+            await infra.delete_streams(env["PDFCHAT_NATS_URL"], env["PDFCHAT_JOBS_NAMESPACE"])
 
     @property
     def gateway_url(self) -> str:

@@ -265,9 +265,11 @@ class Systems:
         self.processes.append(litellm_proxy.start(self.litellm_executable, config, port, self.work / "litellm.log"))
         return f"http://127.0.0.1:{port}"
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         for stack in self.stacks:
             stack.stop()
+            env = stack.config.env
+            await infra.delete_streams(env["PDFCHAT_NATS_URL"], env["PDFCHAT_JOBS_NAMESPACE"])
         for process in self.processes:
             process.terminate()
         for process in self.processes:
@@ -319,7 +321,7 @@ async def latency_phase(systems: Systems, scale: Scale) -> dict[str, dict[str, f
         await channel.close()
         for client in clients:
             await client.close()
-        systems.stop()
+        await systems.stop()
     base = results["direct"]
     for figures in results.values():
         figures["added_p50_ms"] = figures["p50_ms"] - base["p50_ms"]
@@ -408,7 +410,7 @@ async def burst_phase(systems: Systems, scale: Scale) -> list[BurstFigures]:
             finally:
                 await client.close()
     finally:
-        systems.stop()
+        await systems.stop()
     return results
 
 
@@ -477,7 +479,7 @@ async def main(args: argparse.Namespace, postgres: str, nats_url: str, redis_url
             print(f"(b) burst ({scale.burst_requests} requests at {scale.rpm} RPM: minutes by nature) ...", flush=True)
             bursts = await burst_phase(systems, scale)
     finally:
-        systems.stop()
+        await systems.stop()
         await infra.drop_database(postgres, database)
     print(table(latency, bursts, scale))
     if args.json:

@@ -10,6 +10,7 @@ always embedded unless PDFCHAT_DATABASE_URL is set, because the machines' own Po
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -199,6 +200,23 @@ def wait_for_port(host: str, port: int, timeout: float, what: str) -> None:
             return
         time.sleep(0.1)
     raise InfrastructureError(f"{what} did not open {host}:{port} within {timeout:.0f}s")
+
+
+async def delete_streams(nats_url: str, namespace: str) -> None:
+    """Removes a namespace's JetStream streams (tests and benchmarks on the machine's shared NATS)."""
+    import nats
+    from nats.js.errors import NotFoundError
+
+    from pdfchat.common.jetstream import JobQueues
+
+    client = await nats.connect(nats_url)
+    try:
+        js = client.jetstream()
+        for stream in JobQueues(namespace).streams:
+            with contextlib.suppress(NotFoundError):
+                await js.delete_stream(stream)
+    finally:
+        await client.close()
 
 
 def ensure_all(data_dir: Path = DATA_DIR) -> Infrastructure:

@@ -72,22 +72,7 @@ def nats_url() -> str:
 def jobs_namespace(run_id: str, nats_url: str) -> Iterator[str]:
     namespace = f"t{run_id}"
     yield namespace
-    asyncio.run(_delete_streams(nats_url, namespace))
-
-
-async def _delete_streams(url: str, namespace: str) -> None:
-    import nats
-
-    client = await nats.connect(url)
-    try:
-        js = client.jetstream()
-        for suffix in ("JOBS", "DLQ", "EVENTS"):
-            try:
-                await js.delete_stream(f"{namespace.upper()}_{suffix}")
-            except Exception:  # the stream may never have been created
-                continue
-    finally:
-        await client.close()
+    asyncio.run(infra.delete_streams(nats_url, namespace))
 
 
 @pytest.fixture(scope="session")
@@ -137,7 +122,7 @@ def stack_factory(
     for stack in stacks:
         stack.stop()
     for namespace in namespaces:
-        asyncio.run(_delete_streams(infrastructure.nats_url, namespace))
+        asyncio.run(infra.delete_streams(infrastructure.nats_url, namespace))
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ async def nats_js(nats_url: str) -> AsyncIterator[tuple[NatsClient, JetStreamCon
     try:
         yield client, js, queues
     finally:
-        for stream in (queues.jobs_stream, queues.dlq_stream):
+        for stream in queues.streams:
             await js.delete_stream(stream)
         await client.close()
 

@@ -166,7 +166,7 @@ async def queues(nats_url: str) -> AsyncIterator[tuple[JetStreamContext, JobQueu
     try:
         yield js, job_queues
     finally:
-        for stream in (job_queues.jobs_stream, job_queues.dlq_stream):
+        for stream in job_queues.streams:
             await js.delete_stream(stream)
         await client.close()
 

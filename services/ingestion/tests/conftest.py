@@ -9,14 +9,12 @@ for, and these tests' consumer never collides with its consumer on the work-queu
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
-import nats
 import pytest
 import pytest_asyncio
 from nats.js.client import JetStreamContext
@@ -33,6 +31,7 @@ from pdfchat.ingestion.documents import DocumentRepository
 from pdfchat.ingestion.jobs import ParseJobPublisher
 from pdfchat.ingestion.library import DocumentLibrary
 from pdfchat.ingestion.watch import DocumentChanges
+from pdfchat_tools import infra
 
 SAMPLE_PDF = Path(__file__).resolve().parents[4] / "shared" / "data" / "qa" / "xquad" / "en" / "docs"
 
@@ -56,21 +55,7 @@ def ingestion_jobs_namespace(jobs_namespace: str, nats_url: str) -> Iterator[str
     namespace = f"{jobs_namespace}ing"
     yield namespace
 
-    async def delete_streams() -> None:
-        client = await nats.connect(nats_url)
-        try:
-            js = client.jetstream()
-            for stream in (
-                JobQueues(namespace).jobs_stream,
-                JobQueues(namespace).dlq_stream,
-                JobQueues(namespace).events_stream,
-            ):
-                with contextlib.suppress(Exception):
-                    await js.delete_stream(stream)
-        finally:
-            await client.close()
-
-    asyncio.run(delete_streams())
+    asyncio.run(infra.delete_streams(nats_url, namespace))
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -61,7 +61,7 @@ async def queues(nats_url: str, jobs_namespace: str) -> AsyncIterator[tuple[Nats
     try:
         yield client, js, own
     finally:
-        for stream in (own.jobs_stream, own.dlq_stream):
+        for stream in own.streams:
             await js.delete_stream(stream)
         await client.close()
 

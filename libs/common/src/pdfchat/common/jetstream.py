@@ -67,6 +67,11 @@ class JobQueues:
     def document_events_subject(self) -> str:
         return f"{self.namespace}.events.document"
 
+    @property
+    def streams(self) -> tuple[str, str, str]:
+        """Every stream `ensure_streams` declares for this namespace."""
+        return (self.jobs_stream, self.dlq_stream, self.events_stream)
+
 
 async def connect(url: str, name: str) -> NatsClient:
     async def on_error(exc: Exception) -> None:
